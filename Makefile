@@ -1,0 +1,31 @@
+# tff_perfed: one-command install, demo and tests.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test benchmark clean
+
+install: $(STAMP)
+
+# TFF 0.87.0 pins jax==0.4.14, which the package index does not serve: install
+# the pinned requirements (jax 0.4.13) first, then TFF itself without deps.
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps tensorflow-federated==0.87.0
+	$(PY) -c "import tensorflow_federated as tff; print('tensorflow_federated', tff.__version__)"
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m binaries.demo
+
+test: install
+	$(PY) -m pytest -q tests
+
+benchmark: install
+	$(PY) -m binaries.benchmark
+
+clean:
+	rm -rf $(VENV) runs
