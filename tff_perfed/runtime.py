@@ -1,0 +1,228 @@
+"""Execution-context set-up for running tff_perfed computations locally.
+
+The algorithms never choose where they run; programs call
+`set_local_execution_context()` once. It installs TFF's synchronous C++
+context, but with a worker launcher of our own, because TFF 0.87's
+`local_cpp_executor_factory` starts `worker_binary` with the parent's stdout
+and relies on `__del__` to stop it, which fails at interpreter exit and leaves
+an orphan holding the parent's pipes (CI and `| tee` then hang).
+
+Guarantees, for every worker started here:
+  * it never inherits stdout/stderr, so it cannot hold a caller's pipe;
+  * the kernel kills it when the Python process dies for any reason,
+    including SIGKILL (Linux `PR_SET_PDEATHSIG`);
+  * it is terminated and reaped at normal exit and on exceptions (`atexit`);
+  * SIGTERM to the program becomes a normal exit, so the above runs.
+"""
+
+import atexit
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import List, Optional
+
+from absl import logging
+import grpc
+import portpicker
+import tensorflow_federated as tff
+# TFF keeps these building blocks internal; we reuse them rather than
+# re-implementing the remote executor protocol.
+from tensorflow_federated.python.core.backends.native import compiler
+from tensorflow_federated.python.core.environments.tensorflow_frontend import tensorflow_computation
+from tensorflow_federated.python.core.impl.context_stack import context_stack_impl
+from tensorflow_federated.python.core.impl.execution_contexts import sync_execution_context
+from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
+from tensorflow_federated.python.core.impl.executors import remote_executor
+from tensorflow_federated.python.core.impl.executors import remote_executor_grpc_stub
+
+_PR_SET_PDEATHSIG = 1
+_STUB_READY_POLL_SECONDS = 0.2
+_WORKER_START_TIMEOUT_SECONDS = 120.0
+_GRPC_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
+_GRPC_CHANNEL_OPTIONS = [
+    ('grpc.max_message_length', _GRPC_MAX_MESSAGE_BYTES),
+    ('grpc.max_receive_message_length', _GRPC_MAX_MESSAGE_BYTES),
+    ('grpc.max_send_message_length', _GRPC_MAX_MESSAGE_BYTES),
+]
+
+_workers: List[subprocess.Popen] = []
+_workers_lock = threading.Lock()
+
+
+def worker_binary_path() -> str:
+  """Path of the C++ worker shipped inside the TFF package."""
+  return os.path.join(os.path.dirname(tff.__file__), 'data', 'worker_binary')
+
+
+def _die_with_parent() -> None:
+  # Runs in the child between fork and exec: ask the kernel to SIGKILL us
+  # when the parent goes away, however it goes.
+  libc = ctypes.CDLL(None, use_errno=True)
+  libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _start_worker(max_concurrent_computation_calls: int,
+                  log_path: Optional[str]) -> tuple:
+  port = portpicker.pick_unused_port()
+  args = [
+      worker_binary_path(), f'--port={port}',
+      f'--max_concurrent_computation_calls={max_concurrent_computation_calls}'
+  ]
+  log_file = open(log_path, 'ab') if log_path else subprocess.DEVNULL
+  try:
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=log_file,
+        close_fds=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith('linux') else
+        None)
+  finally:
+    if log_path:
+      log_file.close()
+  with _workers_lock:
+    _workers.append(process)
+  logging.debug('Started TFF worker pid %d on port %d', process.pid, port)
+  return process, port
+
+
+def _stop_worker(process: subprocess.Popen, timeout: float = 5.0) -> None:
+  if process.poll() is None:
+    process.terminate()
+    try:
+      process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      process.wait()
+  with _workers_lock:
+    if process in _workers:
+      _workers.remove(process)
+
+
+def shutdown_workers() -> None:
+  """Stops every worker this module started. Safe to call more than once."""
+  with _workers_lock:
+    workers = list(_workers)
+  for process in workers:
+    _stop_worker(process)
+
+
+def running_worker_pids() -> List[int]:
+  """Process ids of the workers started here that are still alive."""
+  with _workers_lock:
+    return [p.pid for p in _workers if p.poll() is None]
+
+
+atexit.register(shutdown_workers)
+
+
+class _WorkerService:
+  """Owns one local worker and a stub to it, restarting it if it died."""
+
+  def __init__(self, max_concurrent_computation_calls: int,
+               log_path: Optional[str]):
+    self._max_concurrent_computation_calls = max_concurrent_computation_calls
+    self._log_path = log_path
+    self._process = None
+    self._stub = None
+    self._lock = threading.Lock()
+
+  def get_stub(self) -> remote_executor_grpc_stub.RemoteExecutorGrpcStub:
+    with self._lock:
+      if self._stub is not None and self._process.poll() is None and (
+          self._stub.is_ready):
+        return self._stub
+      if self._process is not None:
+        _stop_worker(self._process)
+      process, port = _start_worker(self._max_concurrent_computation_calls,
+                                    self._log_path)
+      channel = grpc.insecure_channel(f'localhost:{port}',
+                                      _GRPC_CHANNEL_OPTIONS)
+      stub = remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel)
+      deadline = time.monotonic() + _WORKER_START_TIMEOUT_SECONDS
+      while not stub.is_ready:
+        if process.poll() is not None:
+          raise RuntimeError(
+              f'TFF worker {worker_binary_path()} exited with code '
+              f'{process.returncode} before it was ready.')
+        if time.monotonic() > deadline:
+          _stop_worker(process)
+          raise RuntimeError('TFF worker was not ready after '
+                             f'{_WORKER_START_TIMEOUT_SECONDS:.0f}s.')
+        time.sleep(_STUB_READY_POLL_SECONDS)
+      self._process, self._stub = process, stub
+      return stub
+
+
+def create_local_execution_context(
+    *,
+    default_num_clients: int = 0,
+    max_concurrent_computation_calls: int = -1,
+    worker_log_path: Optional[str] = None,
+) -> sync_execution_context.SyncExecutionContext:
+  """A synchronous TFF context backed by a locally started C++ worker.
+
+  Equivalent to `tff.backends.native.create_sync_local_cpp_execution_context`
+  except for how the worker process is owned (see the module docstring).
+
+  Args:
+    default_num_clients: Client cardinality used when it cannot be inferred.
+    max_concurrent_computation_calls: Passed to the worker; non-positive means
+      no limit.
+    worker_log_path: File to append the worker's output to; discarded if None.
+
+  Returns:
+    A `SyncExecutionContext`; install it with
+    `tff.framework.get_context_stack().set_default_context` or use
+    `set_local_execution_context`.
+  """
+  service = _WorkerService(max_concurrent_computation_calls, worker_log_path)
+
+  def executor_stack_fn(cardinalities):
+    if cardinalities.get(tff.CLIENTS) is None:
+      cardinalities[tff.CLIENTS] = default_num_clients
+    executor = remote_executor.RemoteExecutor(service.get_stub())
+    executor.set_cardinalities(cardinalities)
+    return executor
+
+  return sync_execution_context.SyncExecutionContext(
+      executor_fn=python_executor_stacks.ResourceManagingExecutorFactory(
+          executor_stack_fn=executor_stack_fn),
+      compiler_fn=compiler.desugar_and_transform_to_native,
+      transform_args=tensorflow_computation.transform_args,
+      transform_result=tensorflow_computation.transform_result,
+  )
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+  del frame
+  # SystemExit unwinds `finally` blocks and runs `atexit`, stopping workers.
+  raise SystemExit(128 + signum)
+
+
+def set_local_execution_context(*,
+                                default_num_clients: int = 0,
+                                max_concurrent_computation_calls: int = -1,
+                                worker_log_path: Optional[str] = None,
+                                handle_sigterm: bool = True) -> None:
+  """Installs `create_local_execution_context()` as TFF's default context.
+
+  Args:
+    default_num_clients: See `create_local_execution_context`.
+    max_concurrent_computation_calls: See `create_local_execution_context`.
+    worker_log_path: See `create_local_execution_context`.
+    handle_sigterm: Turn SIGTERM into `SystemExit` so clean-up runs. Only
+      possible from the main thread; ignored elsewhere.
+  """
+  context = create_local_execution_context(
+      default_num_clients=default_num_clients,
+      max_concurrent_computation_calls=max_concurrent_computation_calls,
+      worker_log_path=worker_log_path)
+  context_stack_impl.context_stack.set_default_context(context)
+  if handle_sigterm and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
