@@ -15,3 +15,5 @@ from tff_perfed import models
 from tff_perfed.meta_gradients import HessianMode
 from tff_perfed.meta_gradients import per_fedavg_meta_gradient
 from tff_perfed.per_fedavg import build_per_fedavg
+from tff_perfed.fedavg import build_fedavg
+from tff_perfed.personalization import build_personalization_eval

@@ -187,7 +187,7 @@ def build_per_fedavg_client_work(
   return tff.learning.templates.ClientWorkProcess(init_fn, next_fn)
 
 
-def _require_number(name: str, value, *, positive: bool) -> None:
+def require_number(name: str, value, *, positive: bool) -> None:
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
     raise TypeError(f'`{name}` must be a real number, got {value!r}.')
   if not np.isfinite(value) or (value <= 0 if positive else value < 0):
@@ -200,9 +200,9 @@ def validate_per_fedavg_arguments(*, inner_learning_rate, outer_learning_rate,
                                   hessian_mode, local_steps,
                                   hessian_free_delta, client_weighting) -> None:
   """Raises on invalid Per-FedAvg options and warns on degenerate ones."""
-  _require_number('inner_learning_rate', inner_learning_rate, positive=False)
-  _require_number('outer_learning_rate', outer_learning_rate, positive=True)
-  _require_number('hessian_free_delta', hessian_free_delta, positive=True)
+  require_number('inner_learning_rate', inner_learning_rate, positive=False)
+  require_number('outer_learning_rate', outer_learning_rate, positive=True)
+  require_number('hessian_free_delta', hessian_free_delta, positive=True)
   if not isinstance(hessian_mode, HessianMode):
     raise TypeError('`hessian_mode` must be a tff_perfed.HessianMode '
                     f'({", ".join(m.name for m in HessianMode)}), got '

@@ -1,0 +1,70 @@
+"""Per-round client datasets: shuffling, batching, and client sampling.
+
+A Per-FedAvg local step reads three independent batches (D, D', D'') of
+sizes (b, b', b''), a FedAvg step one batch of size b. Each round a client's
+examples are reshuffled with a seed derived from (seed, round, client) and
+repeated, so local steps keep drawing fresh batches even when a client holds
+fewer than 3b examples; a client with no examples yields no batch.
+"""
+
+import zlib
+from typing import List, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+_SHUFFLE_BUFFER = 1000
+
+
+def derive_seed(*parts) -> int:
+  """A 31-bit seed from ints and strings, stable across runs and platforms."""
+  entropy = [p if isinstance(p, int) else zlib.crc32(str(p).encode())
+             for p in parts]
+  return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
+
+
+def cycled_batches(examples: tf.data.Dataset, *, batch_sizes: Sequence[int],
+                   num_batches: int, seed: int) -> tf.data.Dataset:
+  """Shuffled, repeated `examples` cut into `num_batches` batches.
+
+  Batch sizes cycle through `batch_sizes`: with (b, b', b'') the batches are
+  D_1, D'_1, D''_1, D_2, ... as Per-FedAvg's client work reads them.
+
+  Args:
+    examples: Unbatched examples of one client.
+    batch_sizes: Sizes to cycle through; all positive.
+    num_batches: Number of batches to produce.
+    seed: Shuffle seed.
+
+  Returns:
+    A dataset of at most `num_batches` batches.
+  """
+  batch_sizes = [int(b) for b in batch_sizes]
+  stream = examples.shuffle(_SHUFFLE_BUFFER, seed=seed).repeat()
+  if len(set(batch_sizes)) == 1:
+    return stream.batch(batch_sizes[0]).take(num_batches)
+  bounds = np.cumsum([0] + batch_sizes)
+
+  def split(group):
+    parts = [
+        tf.nest.map_structure(lambda t, lo=lo, hi=hi: t[lo:hi], group)
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+    dataset = tf.data.Dataset.from_tensors(parts[0])
+    for part in parts[1:]:
+      dataset = dataset.concatenate(tf.data.Dataset.from_tensors(part))
+    return dataset
+
+  return stream.batch(int(bounds[-1])).flat_map(split).take(num_batches)
+
+
+def sample_clients(client_ids: Sequence[str], num_clients: int,
+                   round_num: int, seed: int) -> List[str]:
+  """Uniformly samples `num_clients` distinct clients for `round_num`.
+
+  The generator is seeded by (seed, round_num), so a resumed run samples the
+  same clients as an uninterrupted one.
+  """
+  rng = np.random.default_rng(derive_seed(seed, round_num))
+  chosen = rng.choice(len(client_ids), size=num_clients, replace=False)
+  return [client_ids[i] for i in sorted(chosen)]
