@@ -54,10 +54,17 @@ def loss_gradient(loss_fn: LossFn, weights: Sequence[tf.Tensor],
           loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
 
+def _as_dtype(value, dtype) -> tf.Tensor:
+  # tf.cast(0.3, tf.float64) would round 0.3 through float32 first.
+  if tf.is_tensor(value):
+    return tf.cast(value, dtype)
+  return tf.constant(value, dtype)
+
+
 def sgd_step(weights: Sequence[tf.Tensor], gradients: Sequence[tf.Tensor],
              learning_rate) -> Weights:
   """Returns w - learning_rate * g, element-wise over the weight tuple."""
-  return tuple(w - tf.cast(learning_rate, w.dtype) * g
+  return tuple(w - _as_dtype(learning_rate, w.dtype) * g
                for w, g in zip(weights, gradients))
 
 
@@ -91,7 +98,7 @@ def finite_difference_hessian_vector_product(loss_fn: LossFn,
   weights = tuple(weights)
   grad_plus = loss_gradient(loss_fn, sgd_step(weights, vector, -delta), batch)
   grad_minus = loss_gradient(loss_fn, sgd_step(weights, vector, delta), batch)
-  return tuple((gp - gm) / (2.0 * tf.cast(delta, gp.dtype))
+  return tuple((gp - gm) / (2.0 * _as_dtype(delta, gp.dtype))
                for gp, gm in zip(grad_plus, grad_minus))
 
 

@@ -1,0 +1,16 @@
+"""Shared test set-up: quiet TF, one owned TFF context for the session."""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+from tff_perfed import runtime  # pylint: disable=g-import-not-at-top
+
+
+@pytest.fixture(scope='session', autouse=True)
+def local_execution_context():
+  runtime.set_local_execution_context(handle_sigterm=False)
+  yield
+  runtime.shutdown_workers()
