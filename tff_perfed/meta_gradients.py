@@ -49,9 +49,11 @@ def loss_gradient(loss_fn: LossFn, weights: Sequence[tf.Tensor],
   with tf.GradientTape() as tape:
     tape.watch(weights)
     loss = loss_fn(weights, batch)
-  return tuple(
-      tape.gradient(
-          loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+  gradients = tape.gradient(
+      loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  # Embedding lookups give IndexedSlices; the update and the Hessian-vector
+  # product need dense tensors shaped like the weights.
+  return tuple(tf.convert_to_tensor(g) for g in gradients)
 
 
 def _as_dtype(value, dtype) -> tf.Tensor:
