@@ -249,7 +249,7 @@ def run(config: Dict[str, Any]) -> Dict[str, float]:
   eval_ids = client_ids
   if 0 < config['num_eval_clients'] < len(client_ids):
     eval_ids = client_datasets.sample_clients(
-        client_ids, config['num_eval_clients'], round_num=-1,
+        client_ids, config['num_eval_clients'], round_num=0,
         seed=client_datasets.derive_seed(config['seed'], 'eval_clients'))
   eval_train, eval_test = common.evaluation_datasets(
       dataset,
