@@ -1,0 +1,123 @@
+"""No TFF worker outlives the program, however the program ends.
+
+The binary runs in a subprocess with piped stdout/stderr, the way CI and
+`| tee` run it: a worker holding the pipe would make `communicate` hang.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tff_perfed import runtime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARGS = ['--dataset=digits', '--clients_per_round=2', '--local_steps=1',
+        '--batch_size=4', '--personalization_steps=1', '--num_eval_clients=2']
+
+
+def _children_named(parent_pid, name='worker_binary'):
+  found = []
+  for pid in os.listdir('/proc'):
+    if not pid.isdigit():
+      continue
+    try:
+      with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+      with open(f'/proc/{pid}/comm') as f:
+        comm = f.read().strip()
+    except OSError:
+      continue
+    if int(fields[1]) == parent_pid and comm == name:
+      found.append(int(pid))
+  return found
+
+
+def _alive(pid):
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+def _start(tmp_path, rounds):
+  return subprocess.Popen(
+      [sys.executable, '-m', 'binaries.train', *ARGS, f'--rounds={rounds}',
+       f'--output_dir={tmp_path}/run'],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def _wait_for_worker(process, timeout=180):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    workers = _children_named(process.pid)
+    if workers:
+      return workers
+    assert process.poll() is None, process.communicate()
+    time.sleep(0.2)
+  pytest.fail('the binary never started a TFF worker')
+
+
+def _assert_gone(pids, timeout=20):
+  deadline = time.monotonic() + timeout
+  while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert not [p for p in pids if _alive(p)], 'TFF worker outlived the binary'
+
+
+def test_normal_exit_with_piped_output_leaves_no_worker(tmp_path):
+  process = _start(tmp_path, rounds=1)
+  workers = _wait_for_worker(process)
+  _, stderr = process.communicate(timeout=300)  # Hangs if a worker held it.
+  assert process.returncode == 0, stderr.decode()[-2000:]
+  _assert_gone(workers)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT,
+                                 signal.SIGKILL])
+def test_signal_mid_run_leaves_no_worker(tmp_path, sig):
+  process = _start(tmp_path, rounds=100000)
+  workers = _wait_for_worker(process)
+  process.send_signal(sig)
+  process.communicate(timeout=120)
+  assert process.returncode != 0
+  _assert_gone(workers)
+
+
+def test_exception_mid_run_leaves_no_worker():
+  code = (
+      'import tensorflow_federated as tff, numpy as np\n'
+      'from tff_perfed import runtime\n'
+      'runtime.set_local_execution_context()\n'
+      '@tff.tensorflow.computation(tff.TensorType(np.int32))\n'
+      'def f(x): return x + 1\n'
+      'assert f(1) == 2\n'
+      'print(runtime.running_worker_pids()[0], flush=True)\n'
+      'raise RuntimeError("boom")\n')
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                          capture_output=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+  assert result.returncode == 1 and b'boom' in result.stderr
+  _assert_gone([int(result.stdout.split()[0])])
+
+
+def test_shutdown_workers_stops_this_process_workers():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+
+  @tff.tensorflow.computation(tff.TensorType(np.int32))
+  def add_one(x):
+    return x + 1
+
+  assert add_one(1) == 2
+  pids = runtime.running_worker_pids()
+  assert pids
+  runtime.shutdown_workers()
+  assert not runtime.running_worker_pids()
+  _assert_gone(pids)
+  assert add_one(2) == 3  # The context starts a fresh worker on demand.
