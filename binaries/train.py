@@ -57,7 +57,7 @@ _ALPHA = flags.DEFINE_float(
     'alpha', 0.02, 'Inner (adaptation) step: Per-FedAvg\'s alpha, and the '
     'step of the personalization SGD at evaluation for every algorithm.')
 _BETA = flags.DEFINE_float(
-    'beta', 0.02, 'Local step: Per-FedAvg\'s beta (eq. 8), FedAvg\'s client '
+    'beta', 0.05, 'Local step: Per-FedAvg\'s beta (eq. 8), FedAvg\'s client '
     'SGD learning rate.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 10, 'Size of D.')
 _BATCH_SIZE_PRIME = flags.DEFINE_integer('batch_size_prime', None,
