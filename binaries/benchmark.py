@@ -119,6 +119,7 @@ def format_report(step: Dict[str, float], rounds: Dict[str, float]) -> str:
 
 def main(argv: List[str]) -> None:
   del argv
+  common.quiet_logging()
   runtime.set_local_execution_context()
   try:
     dataset = federated_data.load_federated_dataset(

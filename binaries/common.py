@@ -8,6 +8,8 @@ from typing import Callable, List, Sequence
 # registration, CPU-feature notes) unless the user asks for it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
+from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import logging  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
 
@@ -18,6 +20,17 @@ import tff_perfed  # pylint: disable=g-import-not-at-top
 from tff_perfed import models  # pylint: disable=g-import-not-at-top
 
 EVAL_BATCH_SIZE = 256
+
+
+def quiet_logging() -> None:
+  """Keeps the terminal for results: WARNING and above, unless --verbosity.
+
+  Checkpointing logs every SavedModel file at INFO, through both absl and
+  TF's own Python logger.
+  """
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel('WARNING')
 
 
 class Algorithm(enum.Enum):

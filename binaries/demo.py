@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from binaries import common
 from binaries import train
 from tff_perfed import runtime
 
@@ -60,6 +61,7 @@ def format_table(summaries) -> str:
 
 def main(argv: List[str]) -> None:
   del argv
+  common.quiet_logging()
   runtime.set_local_execution_context()
   summaries = {}
   try:
@@ -73,6 +75,10 @@ def main(argv: List[str]) -> None:
   except train.UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:
+    print('interrupted; rerun to resume from the checkpoints.',
+          file=sys.stderr)
+    runtime.exit_now(130)
   finally:
     runtime.shutdown_workers()
   print('\nMean personalized test accuracy over all 50 users after k local '

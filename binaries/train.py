@@ -81,10 +81,6 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'runs/train',
 
 # Flags that may change when a run is resumed; any other change is refused,
 # since it would silently mix two experiments in one output directory.
-# Checkpoint and plotting libraries log every file at INFO; keep the terminal
-# for the progress bar unless --verbosity asks for more.
-flags.FLAGS.set_default('verbosity', logging.WARNING)
-
 _RESUMABLE_FLAGS = ('rounds', 'eval_every', 'output_dir', 'data_dir')
 _CONFIG_FILE = 'flags.json'
 
@@ -341,6 +337,7 @@ def main(argv: List[str]) -> None:
     print(f'error: unexpected arguments {" ".join(argv[1:])!r}; all options '
           'are --flags.', file=sys.stderr)
     sys.exit(2)
+  common.quiet_logging()
   runtime.set_local_execution_context()
   try:
     summary = run(_flag_values())
@@ -350,7 +347,7 @@ def main(argv: List[str]) -> None:
   except KeyboardInterrupt:
     print('interrupted; the last completed round is checkpointed.',
           file=sys.stderr)
-    sys.exit(130)
+    runtime.exit_now(130)
   finally:
     runtime.shutdown_workers()
   for name in sorted(summary):

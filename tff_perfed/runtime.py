@@ -12,7 +12,7 @@ Guarantees, for every worker started here:
   * the kernel kills it when the Python process dies for any reason,
     including SIGKILL (Linux `PR_SET_PDEATHSIG`);
   * it is terminated and reaped at normal exit and on exceptions (`atexit`);
-  * SIGTERM to the program becomes a normal exit, so the above runs.
+  * SIGTERM stops the workers and ends the program at once (`exit_now`).
 """
 
 import atexit
@@ -199,10 +199,24 @@ def create_local_execution_context(
   )
 
 
+def exit_now(code: int) -> None:
+  """Stops the workers, flushes stdio and ends the process with `code`.
+
+  For interrupted runs: a normal interpreter exit would join executor
+  threads that may still be blocked in gRPC calls to the stopped worker.
+  """
+  shutdown_workers()
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass
+  os._exit(code)  # pylint: disable=protected-access
+
+
 def _exit_on_sigterm(signum, frame) -> None:
   del frame
-  # SystemExit unwinds `finally` blocks and runs `atexit`, stopping workers.
-  raise SystemExit(128 + signum)
+  exit_now(128 + signum)
 
 
 def set_local_execution_context(*,
@@ -216,7 +230,7 @@ def set_local_execution_context(*,
     default_num_clients: See `create_local_execution_context`.
     max_concurrent_computation_calls: See `create_local_execution_context`.
     worker_log_path: See `create_local_execution_context`.
-    handle_sigterm: Turn SIGTERM into `SystemExit` so clean-up runs. Only
+    handle_sigterm: On SIGTERM, stop the workers and exit with 143. Only
       possible from the main thread; ignored elsewhere.
   """
   context = create_local_execution_context(
