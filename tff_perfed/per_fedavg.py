@@ -41,20 +41,6 @@ FunctionalModel = tff.learning.models.FunctionalModel
 _SMALLEST_USEFUL_FLOAT32_DELTA = 1e-5
 
 
-def model_weights_type(model: FunctionalModel) -> tff.StructType:
-  """The `tff.learning.models.ModelWeights` type of a functional model."""
-
-  def tensor_type(array):
-    array = np.asarray(array)
-    return tff.TensorType(array.dtype, array.shape)
-
-  trainable, non_trainable = model.initial_weights
-  return tff.to_type(
-      tff.learning.models.ModelWeights(
-          trainable=tuple(tensor_type(w) for w in trainable),
-          non_trainable=tuple(tensor_type(w) for w in non_trainable)))
-
-
 def build_initial_weights_computation(
     model: FunctionalModel) -> tff.Computation:
   """A no-argument TF computation returning the model's initial weights."""
@@ -67,6 +53,11 @@ def build_initial_weights_computation(
         non_trainable=tuple(tf.convert_to_tensor(w) for w in non_trainable))
 
   return initial_model_weights
+
+
+def model_weights_type(model: FunctionalModel) -> tff.StructType:
+  """The `tff.learning.models.ModelWeights` type of a functional model."""
+  return build_initial_weights_computation(model).type_signature.result
 
 
 def build_per_fedavg_client_update(model: FunctionalModel, *,
