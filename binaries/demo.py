@@ -1,90 +1,73 @@
-r"""The main job: FedAvg vs Per-FedAvg on digits, the paper's Figure 1.
+r"""The main job: FedAvg vs Per-FedAvg on digits over several seeds.
 
-  python -m binaries.demo [--rounds=...] [--output_dir=runs/demo]
+  python -m binaries.demo [--demo_seeds=0,1,2] [--demo_output_dir=runs/demo]
 
-Trains FedAvg and Per-FedAvg (first-order) on the embedded digits split of
-Fallah et al. (2020), section 5, with the paper's MLP, into
-<output_dir>/fedavg and <output_dir>/per_fedavg, then prints mean
-personalized test accuracy at k = 0, 1 and 5 adaptation steps: FedAvg
-(k = 0), FedAvg + one step and Per-FedAvg + one step. Rerunning resumes
-from the checkpoints.
+Starts from the settings in binaries/configs/demo.flags (the command line
+overrides any of them), trains FedAvg and Per-FedAvg (first order) once per
+seed into <demo_output_dir>/seed_<s>/<algorithm>, and prints the paper's
+three arms (FedAvg, FedAvg + one step, Per-FedAvg + one step) as mean and
+standard deviation over seeds, the paired difference Per-FedAvg + 1 step
+minus FedAvg + 1 step with its confidence interval, and the verdict.
+Writes <demo_output_dir>/summary.json (per-seed numbers and statistics) and
+comparison.png (both algorithms' curves). Rerunning resumes.
 """
 
-import sys
+import os
 from typing import List
 
 from absl import app
 from absl import flags
-from absl import logging
 
-from binaries import common
-from binaries import train
-from tff_perfed import runtime
+from binaries import run_flags  # Sets TF's log level before TF is imported.
+from tff_perfed.program import comparison
 
-_DEMO_ROUNDS = flags.DEFINE_integer('demo_rounds', 300,
-                                    'Rounds for each algorithm.')
-_DEMO_OUTPUT_DIR = flags.DEFINE_string('demo_output_dir', 'runs/demo',
-                                       'Parent of the two run directories.')
+DEMO_FLAGFILE = os.path.join(os.path.dirname(__file__), 'configs',
+                             'demo.flags')
 
-# Shared by both algorithms so the comparison is like for like.
-DEMO_CONFIG = dict(
-    hessian_mode='first_order',
-    dataset='digits',
-    data_dir=None,
-    use_synthetic_data=False,
-    clients_per_round=10,
-    local_steps=4,
-    alpha=0.02,
-    beta=0.05,
-    batch_size=10,
-    batch_size_prime=10,
-    batch_size_double_prime=10,
-    hessian_free_delta=1e-3,
-    personalization_steps=5,
-    eval_every=25,
-    num_eval_clients=0,
-    seed=0,
-)
-TABLE_STEPS = (0, 1, 5)
+_DEMO_SEEDS = flags.DEFINE_list('demo_seeds', ['0', '1', '2'],
+                                'Seeds; each trains both algorithms.')
+_DEMO_ROUNDS = flags.DEFINE_integer(
+    'demo_rounds', None, 'Rounds per run; default --rounds of demo.flags.')
+_DEMO_OUTPUT_DIR = flags.DEFINE_string(
+    'demo_output_dir', 'runs/demo', 'Parent of the runs and the summary.')
+_DEMO_FINAL_EVALUATIONS = flags.DEFINE_integer(
+    'demo_final_evaluations', 1, 'A run\'s score is the mean of its last '
+    'this many evaluations.')
 
 
-def format_table(summaries) -> str:
-  header = f'{"algorithm":<12}' + ''.join(
-      f'{"acc@" + str(k):>10}' for k in TABLE_STEPS)
-  lines = [header, '-' * len(header)]
-  for name, summary in summaries.items():
-    lines.append(f'{name:<12}' + ''.join(
-        f'{summary[f"personalized_accuracy@{k}"]:>10.4f}'
-        for k in TABLE_STEPS))
-  return '\n'.join(lines)
+def parse_flags(argv: List[str]) -> List[str]:
+  """Reads demo.flags first, so that the command line overrides it."""
+  return run_flags.parse_flags([argv[0], f'--flagfile={DEMO_FLAGFILE}',
+                                *argv[1:]])
 
 
-def main(argv: List[str]) -> None:
-  del argv
-  common.quiet_logging()
-  runtime.set_local_execution_context()
-  summaries = {}
+def main() -> None:
+  config = run_flags.config_from_flags()
+  if _DEMO_ROUNDS.value is not None:
+    config = config.replace(rounds=_DEMO_ROUNDS.value)
   try:
-    for algorithm in ('fedavg', 'per_fedavg'):
-      config = dict(
-          DEMO_CONFIG,
-          algorithm=algorithm,
-          rounds=_DEMO_ROUNDS.value,
-          output_dir=f'{_DEMO_OUTPUT_DIR.value}/{algorithm}')
-      summaries[algorithm] = train.run(config)
-  except train.UsageError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except KeyboardInterrupt:
-    print('interrupted; rerun to resume from the checkpoints.',
-          file=sys.stderr)
-    runtime.exit_now(130)
-  finally:
-    runtime.shutdown_workers()
-  print('\nMean personalized test accuracy over all 50 users after k local '
-        f'SGD steps (alpha={DEMO_CONFIG["alpha"]}):')
-  print(format_table(summaries))
+    seeds = [int(seed) for seed in _DEMO_SEEDS.value]
+  except ValueError as e:
+    raise run_flags.validation.ArgumentValueError(
+        'demo_seeds', 'a comma-separated list of non-negative ints',
+        ','.join(_DEMO_SEEDS.value)) from e
+  result = comparison.run_seed_comparison(
+      config,
+      seeds=seeds,
+      output_dir=_DEMO_OUTPUT_DIR.value,
+      final_evaluations=_DEMO_FINAL_EVALUATIONS.value)
+  print(f'\nMean personalized test accuracy over all clients of '
+        f'{config.dataset} after {config.rounds} rounds (alpha={config.alpha}'
+        f', beta={config.beta}), over seeds {", ".join(map(str, seeds))}:')
+  print(comparison.format_table(result))
+  print(f'Per-seed numbers: {_DEMO_OUTPUT_DIR.value}/summary.json; curves: '
+        f'{_DEMO_OUTPUT_DIR.value}/comparison.png')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(
+      run_flags.main_wrapper(
+          main,
+          interrupted_message='interrupted; rerun to resume from the '
+          'checkpoints.'),
+      flags_parser=parse_flags)

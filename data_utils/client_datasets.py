@@ -68,3 +68,46 @@ def sample_clients(client_ids: Sequence[str], num_clients: int,
   rng = np.random.default_rng(derive_seed(seed, round_num))
   chosen = rng.choice(len(client_ids), size=num_clients, replace=False)
   return [client_ids[i] for i in sorted(chosen)]
+
+
+def training_datasets(client_data, client_ids: Sequence[str], *,
+                      batch_sizes: Sequence[int], local_steps: int,
+                      round_num: int, seed: int) -> List[tf.data.Dataset]:
+  """One round's batches for each sampled client.
+
+  Each client gets `local_steps` groups of batches of `batch_sizes` (one
+  group per local step), shuffled with a seed of its own for this round.
+  """
+  return [
+      cycled_batches(
+          client_data.create_tf_dataset_for_client(client_id),
+          batch_sizes=batch_sizes,
+          num_batches=len(batch_sizes) * local_steps,
+          seed=derive_seed(seed, round_num, client_id))
+      for client_id in client_ids
+  ]
+
+
+def personalization_datasets(train_data, test_data,
+                             client_ids: Sequence[str], *, batch_size: int,
+                             num_adaptation_batches: int,
+                             test_batch_size: int, seed: int):
+  """Adaptation batches (the same every evaluation) and test batches.
+
+  Returns:
+    `(train, test)` lists of datasets, one per client: up to
+    `num_adaptation_batches` shuffled batches of the client's train split,
+    and its whole test split in batches of `test_batch_size`.
+  """
+  train = [
+      cycled_batches(
+          train_data.create_tf_dataset_for_client(client_id),
+          batch_sizes=[batch_size],
+          num_batches=num_adaptation_batches,
+          seed=derive_seed(seed, client_id)) for client_id in client_ids
+  ]
+  test = [
+      test_data.create_tf_dataset_for_client(client_id).batch(test_batch_size)
+      for client_id in client_ids
+  ]
+  return train, test

@@ -1,24 +1,23 @@
-"""scikit-learn's handwritten digits split as in Per-FedAvg's experiment.
+"""scikit-learn's handwritten digits, split as in Per-FedAvg's experiment.
 
 Fallah et al. (2020), section 5, split MNIST over n users so that half of the
 users hold images of the digits 0-4 only and each of the others holds images
-of one digit from 0-4 and one from 5-9; each user's test data follows the
-same distribution as its training data. We apply the same rule to the 1,797
-8x8 images of `sklearn.datasets.load_digits`, which ship with scikit-learn
-and need no network:
-
-* users 0 .. n/2-1 ("low" users) hold all of the digits 0-4;
-* user n/2 + j holds low digit j mod 5 and high digit 5 + (j div 5) mod 5,
-  so with n = 50 every (low, high) pair occurs exactly once;
-* each digit's images are shuffled and dealt evenly to the users holding it;
-* each user's images are split per digit into train and test, so both
-  splits have the user's label distribution.
+of one digit from 0-4 and one from 5-9. We apply the same rule
+(`partitioners.per_fedavg_label_partition`) to the 1,797 8x8 images of
+`sklearn.datasets.load_digits`, which ship with scikit-learn and need no
+network, and train the paper's MLP on them.
 """
 
-from typing import Dict, Tuple
+import collections
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from sklearn import datasets as sklearn_datasets
+import tensorflow_federated as tff
+
+from data_utils import federated_dataset
+from data_utils import partitioners
+from tff_perfed import models
 
 NUM_CLIENTS = 50
 NUM_CLASSES = 10
@@ -26,15 +25,6 @@ INPUT_DIM = 64
 TEST_FRACTION = 0.25
 
 ClientArrays = Dict[str, Tuple[np.ndarray, np.ndarray]]
-
-
-def digits_held_by_client(client: int, num_clients: int) -> Tuple[int, ...]:
-  """The digits user `client` holds under the paper's rule."""
-  half = num_clients // 2
-  if client < half:
-    return (0, 1, 2, 3, 4)
-  j = client - half
-  return (j % 5, 5 + (j // 5) % 5)
 
 
 def _synthetic_digits(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
@@ -66,9 +56,6 @@ def partitioned_digits(*,
   Raises:
     ValueError: If `num_clients` is odd or below 2.
   """
-  if num_clients < 2 or num_clients % 2:
-    raise ValueError(f'`num_clients` must be an even number >= 2, got '
-                     f'{num_clients}.')
   rng = np.random.default_rng(seed)
   if use_synthetic_data:
     images, labels = _synthetic_digits(rng)
@@ -76,28 +63,38 @@ def partitioned_digits(*,
     digits = sklearn_datasets.load_digits()
     images = (digits.data / 16.0).astype(np.float32)
     labels = digits.target.astype(np.int32)
-
-  holders = {d: [] for d in range(NUM_CLASSES)}
-  for client in range(num_clients):
-    for digit in digits_held_by_client(client, num_clients):
-      holders[digit].append(client)
-
-  indices_by_client = {c: {} for c in range(num_clients)}
-  for digit, clients in holders.items():
-    indices = rng.permutation(np.flatnonzero(labels == digit))
-    for client, share in zip(clients, np.array_split(indices, len(clients))):
-      indices_by_client[client][digit] = share
-
+  partition = partitioners.per_fedavg_label_partition(
+      labels, num_clients=num_clients, test_fraction=test_fraction, rng=rng)
   train, test = {}, {}
-  for client, by_digit in indices_by_client.items():
-    train_idx, test_idx = [], []
-    for share in by_digit.values():
-      num_test = int(round(test_fraction * len(share)))
-      test_idx.append(share[:num_test])
-      train_idx.append(share[num_test:])
-    train_idx = rng.permutation(np.concatenate(train_idx))
-    test_idx = np.concatenate(test_idx)
+  for client, (train_idx, test_idx) in enumerate(partition):
     client_id = f'user_{client:03d}'
     train[client_id] = (images[train_idx], labels[train_idx])
     test[client_id] = (images[test_idx], labels[test_idx])
   return train, test
+
+
+def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
+         seed: int = 0) -> federated_dataset.FederatedDataset:
+  """The digits split over `NUM_CLIENTS` users; `data_dir` is not used."""
+  del data_dir  # Embedded in scikit-learn.
+  train, test = partitioned_digits(seed=seed,
+                                   use_synthetic_data=use_synthetic_data)
+
+  def to_client_data(split):
+    return tff.simulation.datasets.TestClientData({
+        client_id: collections.OrderedDict(x=x, y=y)
+        for client_id, (x, y) in split.items()
+    })
+
+  return federated_dataset.FederatedDataset('digits', to_client_data(train),
+                                            to_client_data(test), NUM_CLASSES)
+
+
+TASK = federated_dataset.Task(
+    name='digits',
+    summary='scikit-learn digits over 50 users with the Per-FedAvg split; '
+    'the paper\'s MLP.',
+    load=load,
+    build_model=lambda seed: models.build_mlp(
+        input_dim=INPUT_DIM, num_classes=NUM_CLASSES, seed=seed),
+    num_classes=NUM_CLASSES)

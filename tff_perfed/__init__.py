@@ -1,19 +1,37 @@
 """tff_perfed: personalized federated learning on TensorFlow Federated.
 
 Public API:
-  * `HessianMode`, `per_fedavg_meta_gradient`: the Per-FedAvg meta-gradient
-    (Fallah et al. 2020, eq. 9) as a pure TF function.
-  * `build_per_fedavg`: Per-FedAvg as a `tff.learning.templates.LearningProcess`.
-  * `build_fedavg`: the FedAvg baseline (TFF's `build_weighted_fed_avg`).
-  * `build_personalization_eval`: per-client accuracy/loss after k steps.
-  * `runtime.set_local_execution_context`: local TFF context whose worker
-    never outlives the program.
+  * `build_per_fedavg`, `PerFedAvgParams`, `HessianMode`: Per-FedAvg
+    (Fallah et al. 2020) as a `tff.learning.templates.LearningProcess`.
+  * `per_fedavg_meta_gradient`: its meta-gradient (eq. 9), a pure TF
+    function.
+  * `build_fedavg`, `FedAvgParams`: the FedAvg baseline (TFF's
+    `build_weighted_fed_avg`).
+  * `build_personalization_eval`: per-client scores after k = 0..K steps.
+  * `models`: built-in models and `models.from_keras` for Keras models.
+  * `runtime`: execution contexts; `runtime.set_local_execution_context()`.
+
+Sub-packages: `algorithms` (one module per algorithm and their registry),
+`models`, `evaluation`, `program` (the training loop and run outputs) and
+`runtime`.
+
+Importing the package replaces TFF's import-time default context by an
+equivalent one whose worker never outlives the program (see
+`tff_perfed.runtime.default_context`).
 """
 
-from tff_perfed import meta_gradients
+from tff_perfed import runtime
+
+runtime.own_default_context()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from tff_perfed import models
-from tff_perfed.meta_gradients import HessianMode
-from tff_perfed.meta_gradients import per_fedavg_meta_gradient
-from tff_perfed.per_fedavg import build_per_fedavg
-from tff_perfed.fedavg import build_fedavg
-from tff_perfed.personalization import build_personalization_eval
+from tff_perfed import validation
+from tff_perfed.algorithms import meta_gradients
+from tff_perfed.algorithms.fedavg import build_fedavg
+from tff_perfed.algorithms.fedavg import FedAvgParams
+from tff_perfed.algorithms.meta_gradients import HessianMode
+from tff_perfed.algorithms.meta_gradients import per_fedavg_meta_gradient
+from tff_perfed.algorithms.per_fedavg import build_per_fedavg
+from tff_perfed.algorithms.per_fedavg import PerFedAvgParams
+from tff_perfed.evaluation.personalization import build_personalization_eval

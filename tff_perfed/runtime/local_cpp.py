@@ -1,8 +1,10 @@
-"""Execution-context set-up for running tff_perfed computations locally.
+"""TFF's local C++ execution context, with a worker that never outlives us.
 
-The algorithms never choose where they run; programs call
-`set_local_execution_context()` once. It installs TFF's synchronous C++
-context, but with a worker launcher of our own, because TFF 0.87's
+The algorithms never choose where they run; a program may call
+`set_local_execution_context()` (importing `tff_perfed` already installs the
+same context in place of TFF's import-time default, see `default_context`).
+It is TFF's synchronous C++ context, but with a worker launcher of our own,
+because TFF 0.87's
 `local_cpp_executor_factory` starts `worker_binary` with the parent's stdout
 and relies on `__del__` to stop it, which fails at interpreter exit and leaves
 an orphan holding the parent's pipes (CI and `| tee` then hang).
@@ -29,15 +31,6 @@ from absl import logging
 import grpc
 import portpicker
 import tensorflow_federated as tff
-# TFF keeps these building blocks internal; we reuse them rather than
-# re-implementing the remote executor protocol.
-from tensorflow_federated.python.core.backends.native import compiler
-from tensorflow_federated.python.core.environments.tensorflow_frontend import tensorflow_computation
-from tensorflow_federated.python.core.impl.context_stack import context_stack_impl
-from tensorflow_federated.python.core.impl.execution_contexts import sync_execution_context
-from tensorflow_federated.python.core.impl.executor_stacks import python_executor_stacks
-from tensorflow_federated.python.core.impl.executors import remote_executor
-from tensorflow_federated.python.core.impl.executors import remote_executor_grpc_stub
 
 _PR_SET_PDEATHSIG = 1
 _STUB_READY_POLL_SECONDS = 0.2
@@ -132,7 +125,7 @@ class _WorkerService:
     self._stub = None
     self._lock = threading.Lock()
 
-  def get_stub(self) -> remote_executor_grpc_stub.RemoteExecutorGrpcStub:
+  def get_stub(self) -> tff.framework.RemoteExecutorGrpcStub:
     with self._lock:
       if self._stub is not None and self._process.poll() is None and (
           self._stub.is_ready):
@@ -143,7 +136,7 @@ class _WorkerService:
                                     self._log_path)
       channel = grpc.insecure_channel(f'localhost:{port}',
                                       _GRPC_CHANNEL_OPTIONS)
-      stub = remote_executor_grpc_stub.RemoteExecutorGrpcStub(channel)
+      stub = tff.framework.RemoteExecutorGrpcStub(channel)
       deadline = time.monotonic() + _WORKER_START_TIMEOUT_SECONDS
       while not stub.is_ready:
         if process.poll() is not None:
@@ -164,7 +157,7 @@ def create_local_execution_context(
     default_num_clients: int = 0,
     max_concurrent_computation_calls: int = -1,
     worker_log_path: Optional[str] = None,
-) -> sync_execution_context.SyncExecutionContext:
+) -> tff.framework.SyncExecutionContext:
   """A synchronous TFF context backed by a locally started C++ worker.
 
   Equivalent to `tff.backends.native.create_sync_local_cpp_execution_context`
@@ -186,16 +179,16 @@ def create_local_execution_context(
   def executor_stack_fn(cardinalities):
     if cardinalities.get(tff.CLIENTS) is None:
       cardinalities[tff.CLIENTS] = default_num_clients
-    executor = remote_executor.RemoteExecutor(service.get_stub())
+    executor = tff.framework.RemoteExecutor(service.get_stub())
     executor.set_cardinalities(cardinalities)
     return executor
 
-  return sync_execution_context.SyncExecutionContext(
-      executor_fn=python_executor_stacks.ResourceManagingExecutorFactory(
+  return tff.framework.SyncExecutionContext(
+      executor_fn=tff.framework.ResourceManagingExecutorFactory(
           executor_stack_fn=executor_stack_fn),
-      compiler_fn=compiler.desugar_and_transform_to_native,
-      transform_args=tensorflow_computation.transform_args,
-      transform_result=tensorflow_computation.transform_result,
+      compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+      transform_args=tff.tensorflow.transform_args,
+      transform_result=tff.tensorflow.transform_result,
   )
 
 
@@ -237,6 +230,6 @@ def set_local_execution_context(*,
       default_num_clients=default_num_clients,
       max_concurrent_computation_calls=max_concurrent_computation_calls,
       worker_log_path=worker_log_path)
-  context_stack_impl.context_stack.set_default_context(context)
+  tff.framework.set_default_context(context)
   if handle_sigterm and threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -1,0 +1,167 @@
+"""The flags of one training run, declared once for every binary.
+
+Each flag is a field of `tff_perfed.program.RunConfig`, with the same name;
+`config_from_flags` gathers this module's flags with absl's own registry
+(`FlagValues.get_flags_for_module`) into a `RunConfig`, which validates them.
+Choices (`--algorithm`, `--dataset`, `--hessian_mode`) come from the
+registries, so a new algorithm or dataset needs no new flag code.
+
+`main_wrapper` gives a binary its contract for bad input: one `error:` line
+on stderr and exit status 2, never a traceback, and nothing in
+`--output_dir` touched.
+"""
+
+import contextlib
+import os
+import sys
+from typing import Callable, List
+
+# Binaries are programs: silence TF's C++ start-up chatter (CUDA plugin
+# registration, CPU-feature notes) unless the user asks for it.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from data_utils import federated_dataset
+from data_utils import tasks
+from tff_perfed import runtime
+from tff_perfed import validation
+from tff_perfed.algorithms import meta_gradients
+from tff_perfed.algorithms import registry
+from tff_perfed.program import experiment
+from tff_perfed.program import run_config
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum(
+    'algorithm', 'per_fedavg', registry.names(), 'The algorithm: ' + '; '.join(
+        f'{a.name}: {a.summary}' for a in registry.ALGORITHMS.values()))
+flags.DEFINE_enum(
+    'dataset', 'digits', tasks.names(), 'The dataset and its model: ' +
+    '; '.join(f'{t.name}: {t.summary}' for t in tasks.TASKS.values()))
+flags.DEFINE_string(
+    'data_dir', None, 'Directory with the dataset\'s TFF SQLite file '
+    '(emnist_all.sqlite, shakespeare.sqlite); not needed for digits or '
+    'synthetic data.')
+flags.DEFINE_bool('use_synthetic_data', False,
+                  'Random data of the dataset\'s structure.')
+flags.DEFINE_integer('rounds', 100, 'Total training rounds (a rerun with more '
+                     'rounds resumes).')
+flags.DEFINE_integer('clients_per_round', 10, 'Clients sampled per round.')
+flags.DEFINE_integer('local_steps', 4, 'tau: local steps per round.')
+flags.DEFINE_float(
+    'alpha', 0.02, 'Inner (adaptation) step: Per-FedAvg\'s alpha (0 reduces '
+    'it to FedAvg), and the step of the personalization SGD at evaluation '
+    'for every algorithm.')
+flags.DEFINE_float(
+    'beta', 0.05, 'Local step: Per-FedAvg\'s beta (eq. 8), FedAvg\'s client '
+    'SGD learning rate.')
+flags.DEFINE_enum_class(
+    'hessian_mode', meta_gradients.HessianMode.FIRST_ORDER,
+    meta_gradients.HessianMode, 'Per-FedAvg\'s meta-gradient (eq. 9): drop '
+    'the Hessian term, a central difference, or nested tapes.',
+    case_sensitive=False)
+flags.DEFINE_float('hessian_free_delta', 1e-3,
+                   'd of the Hessian-free central difference.')
+flags.DEFINE_integer('batch_size', 10, 'Size of D (every FedAvg batch).')
+flags.DEFINE_integer('batch_size_prime', None,
+                     "Size of D'; default --batch_size.")
+flags.DEFINE_integer('batch_size_double_prime', None,
+                     "Size of D''; default --batch_size.")
+flags.DEFINE_integer('personalization_steps', 5,
+                     'K: evaluate after k = 0..K adaptation steps.')
+flags.DEFINE_integer(
+    'adaptation_draws', 1, 'R: each evaluated client adapts R times on '
+    'independently shuffled batches; scores are the mean over draws.')
+flags.DEFINE_integer('eval_every', 10, 'Evaluate every this many rounds '
+                     '(round 0 and the last round always).')
+flags.DEFINE_integer(
+    'num_eval_clients', 0, 'Clients evaluated (a fixed seeded sample); '
+    '0 evaluates every client.')
+flags.DEFINE_integer('rounds_per_checkpoint', 1, 'Save the state every this '
+                     'many rounds (and after the last one).')
+flags.DEFINE_integer(
+    'seed', 0, 'Every kind of randomness derives its own seed from this one.')
+for _kind in run_config.SeedKind:
+  flags.DEFINE_integer(f'{_kind.value}_seed', None,
+                       f'Pins the {_kind.value} seed (default: derived from '
+                       '--seed).')
+flags.DEFINE_string('output_dir', 'runs/train',
+                    'Where results and checkpoints go.')
+
+
+def config_from_flags() -> run_config.RunConfig:
+  """The run's settings from this module's flags; validates them.
+
+  Raises:
+    tff_perfed.validation.ArgumentError: Naming the invalid setting.
+  """
+  values = {flag.name: flag.value
+            for flag in FLAGS.get_flags_for_module(__name__)}
+  return run_config.RunConfig.from_settings(values)
+
+
+def parse_flags(argv: List[str]) -> List[str]:
+  """absl's flag parser, failing with one `error:` line and status 2."""
+  try:
+    remaining = FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
+    sys.exit(2)
+  if len(remaining) > 1:
+    print(f'error: unexpected arguments {" ".join(remaining[1:])!r}; all '
+          'options are --flags.', file=sys.stderr)
+    sys.exit(2)
+  return remaining
+
+
+def quiet_logging() -> None:
+  """Keeps the terminal for results: WARNING and above, unless --verbosity.
+
+  Checkpointing logs every SavedModel file at INFO, through both absl and
+  TF's own Python logger.
+  """
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel('WARNING')
+
+
+@contextlib.contextmanager
+def bad_input_exits():
+  """Turns the library's input errors into one `error:` line and exit 2."""
+  try:
+    yield
+  except validation.ArgumentError as e:
+    print(f'error: {e.describe(f"--{e.argument}")}', file=sys.stderr)
+    sys.exit(2)
+  except (federated_dataset.DatasetError, experiment.RunDirectoryError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def main_wrapper(main: Callable[[], None], *,
+                 interrupted_message: str) -> Callable[[List[str]], None]:
+  """Wraps `main()` for `app.run`: quiet logs, owned workers, clean exits.
+
+  Bad input exits with one line and status 2; Ctrl-C and SIGTERM stop the
+  TFF worker and exit at once (130, 143) after `interrupted_message`.
+  """
+
+  def wrapped(argv: List[str]) -> None:
+    del argv  # Checked by `parse_flags`.
+    quiet_logging()
+    runtime.set_local_execution_context()
+    try:
+      with bad_input_exits():
+        main()
+    except KeyboardInterrupt:
+      print(interrupted_message, file=sys.stderr)
+      runtime.exit_now(130)
+    finally:
+      runtime.shutdown_workers()
+
+  return wrapped

@@ -1,0 +1,61 @@
+"""The data layer's types: a federated dataset, a task, and its errors.
+
+A `Task` is what a run names with `--dataset`: how to load the federated
+data and which model it is trained with. Every task's examples are unbatched
+`OrderedDict(x=..., y=...)` whose batches match its model's `input_spec`
+(the task's batch layout); `tests/data_utils/tasks_test.py` checks this for
+every registered task.
+"""
+
+import dataclasses
+from typing import Callable, List, Optional
+
+import tensorflow_federated as tff
+
+
+class DatasetError(ValueError):
+  """A dataset cannot be loaded; the message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedDataset:
+  """Train/test client data of one federated dataset.
+
+  Attributes:
+    name: The task's name.
+    train: `ClientData` of unbatched `OrderedDict(x, y)` training examples.
+    test: `ClientData` of test examples; same client ids as `train`.
+    num_classes: Output size of the model (vocabulary size for Shakespeare).
+  """
+  name: str
+  train: tff.simulation.datasets.ClientData
+  test: tff.simulation.datasets.ClientData
+  num_classes: int
+
+  @property
+  def client_ids(self) -> List[str]:
+    return list(self.train.client_ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A dataset a run can name, with the model it is trained with.
+
+  Attributes:
+    name: The name runs use (`--dataset`).
+    summary: One line for help texts.
+    load: `load(*, data_dir, use_synthetic_data, seed) -> FederatedDataset`.
+      `data_dir` holds the task's files (None if it needs none); `seed`
+      seeds any partition and synthetic data. Raises `DatasetError`.
+    build_model: `build_model(seed) -> tff.learning.models.FunctionalModel`.
+    num_classes: Number of classes (vocabulary size for character models).
+    eval_batch_size: Batch size for scoring test splits.
+    data_file: The file `load` reads from `data_dir`, or None.
+  """
+  name: str
+  summary: str
+  load: Callable[..., FederatedDataset]
+  build_model: Callable[[int], tff.learning.models.FunctionalModel]
+  num_classes: int
+  eval_batch_size: int = 256
+  data_file: Optional[str] = None

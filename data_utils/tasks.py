@@ -1,0 +1,43 @@
+"""The datasets a run can name (`--dataset`), each with its model.
+
+Adding a dataset is one module under `data_utils/` that defines a
+`federated_dataset.Task` (a loader and a model builder) plus one entry in
+`TASKS`. `get` fails on an unknown name, listing the known ones.
+"""
+
+from typing import Dict, Mapping, Sequence
+
+from data_utils import digits
+from data_utils import emnist
+from data_utils import federated_dataset
+from data_utils import shakespeare
+from tff_perfed import validation
+
+
+def _registry(*tasks: federated_dataset.Task
+             ) -> Dict[str, federated_dataset.Task]:
+  return {task.name: task for task in tasks}
+
+
+TASKS: Mapping[str, federated_dataset.Task] = _registry(
+    digits.TASK,
+    emnist.EMNIST_TASK,
+    emnist.EMNIST10_TASK,
+    shakespeare.TASK,
+)
+
+
+def names() -> Sequence[str]:
+  """Registered dataset names, in registration order."""
+  return list(TASKS)
+
+
+def get(name: str) -> federated_dataset.Task:
+  """The registered task `name`.
+
+  Raises:
+    tff_perfed.validation.ArgumentValueError: If no task has that name; the
+      message lists the known ones.
+  """
+  validation.require_choice('dataset', name, TASKS)
+  return TASKS[name]

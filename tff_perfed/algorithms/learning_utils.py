@@ -1,0 +1,120 @@
+"""Helpers every algorithm builder shares, on `tff.learning` public APIs.
+
+* the model's initial-weights computation and its `ModelWeights` type (one
+  source of truth for the weights type, as `build_weighted_fed_avg` does);
+* the type of a client's dataset;
+* the batch-loss adapter `loss_fn(trainable_weights, batch)` that the pure
+  math in `tff_perfed.algorithms.meta_gradients` differentiates;
+* zeroing a non-finite client update (TFF keeps its own helper internal);
+* checking `model_fn` and the federated plumbing arguments.
+"""
+
+from typing import Any, Callable, Sequence, Tuple
+
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tff_perfed import validation
+
+FunctionalModel = tff.learning.models.FunctionalModel
+ModelFn = Callable[[], FunctionalModel]
+
+
+def build_model(model_fn: ModelFn) -> FunctionalModel:
+  """Calls `model_fn` once and checks that it made a `FunctionalModel`.
+
+  Raises:
+    ArgumentTypeError: If `model_fn` is not callable or returns something
+      else than a `tff.learning.models.FunctionalModel`.
+  """
+  expected = ('a no-argument callable returning a '
+              'tff.learning.models.FunctionalModel')
+  if not callable(model_fn):
+    raise validation.ArgumentTypeError('model_fn', expected, model_fn)
+  model = model_fn()
+  if not isinstance(model, FunctionalModel):
+    raise validation.ArgumentTypeError(
+        'model_fn', expected, f'a callable returning {type(model).__name__}')
+  return model
+
+
+def build_initial_weights_computation(model: FunctionalModel) -> tff.Computation:
+  """A no-argument TF computation returning the model's initial weights."""
+
+  @tff.tensorflow.computation
+  def initial_model_weights():
+    trainable, non_trainable = model.initial_weights
+    return tff.learning.models.ModelWeights(
+        trainable=tuple(tf.convert_to_tensor(w) for w in trainable),
+        non_trainable=tuple(tf.convert_to_tensor(w) for w in non_trainable))
+
+  return initial_model_weights
+
+
+def model_weights_type(model: FunctionalModel) -> tff.StructType:
+  """The `tff.learning.models.ModelWeights` type of a functional model."""
+  return build_initial_weights_computation(model).type_signature.result
+
+
+def dataset_type(model: FunctionalModel) -> tff.SequenceType:
+  """The type of a client dataset: a sequence of the model's batches."""
+  return tff.SequenceType(tff.types.tensorflow_to_type(model.input_spec))
+
+
+def batch_loss_fn(model: FunctionalModel,
+                  non_trainable_weights: Sequence[Any] = ()):
+  """Adapts a `FunctionalModel` to `loss_fn(trainable_weights, batch)`.
+
+  This is the form `tff_perfed.algorithms.meta_gradients` differentiates;
+  `batch` is the model's `OrderedDict(x=..., y=...)` element.
+  """
+  non_trainable_weights = tuple(non_trainable_weights)
+
+  def loss_fn(trainable_weights, batch):
+    output = model.predict_on_batch(
+        (tuple(trainable_weights), non_trainable_weights),
+        batch['x'],
+        training=True)
+    return model.loss(output, batch['y'])
+
+  return loss_fn
+
+
+def zero_if_non_finite(update: Sequence[tf.Tensor]
+                      ) -> Tuple[Tuple[tf.Tensor, ...], tf.Tensor]:
+  """Returns `(update or zeros, 1 if any entry was non-finite else 0)`.
+
+  One NaN from a diverged client would otherwise poison the mean update.
+  The flag is an int32, summed over clients into `num_non_finite_updates`.
+  """
+  update = tuple(update)
+  all_finite = tf.reduce_all(
+      [tf.reduce_all(tf.math.is_finite(u)) for u in update])
+  zeroed = tuple(
+      tf.where(all_finite, u, tf.zeros_like(u)) for u in update)
+  return zeroed, tf.cast(tf.logical_not(all_finite), tf.int32)
+
+
+def default_server_optimizer(
+    server_optimizer_fn) -> tff.learning.optimizers.Optimizer:
+  """SGD with learning rate 1.0 (the plain average) unless one is given."""
+  if server_optimizer_fn is None:
+    return tff.learning.optimizers.build_sgdm(learning_rate=1.0)
+  if not isinstance(server_optimizer_fn, tff.learning.optimizers.Optimizer):
+    raise validation.ArgumentTypeError(
+        'server_optimizer_fn', 'a tff.learning.optimizers.Optimizer',
+        server_optimizer_fn)
+  return server_optimizer_fn
+
+
+def default_model_aggregator(
+    model_aggregator) -> tff.aggregators.WeightedAggregationFactory:
+  """`tff.aggregators.MeanFactory()` unless a weighted factory is given."""
+  if model_aggregator is None:
+    return tff.aggregators.MeanFactory()
+  if not isinstance(model_aggregator,
+                    tff.aggregators.WeightedAggregationFactory):
+    raise validation.ArgumentTypeError(
+        'model_aggregator', 'a tff.aggregators.WeightedAggregationFactory',
+        type(model_aggregator).__name__)
+  return model_aggregator

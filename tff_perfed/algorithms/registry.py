@@ -1,0 +1,103 @@
+"""The algorithms a run can name, and how a run's settings reach each one.
+
+A run (`tff_perfed.program.RunConfig`, or the binaries' flags) has one set of
+settings: `alpha`, `beta`, `hessian_mode`, `local_steps`, the batch sizes...
+Each entry here says which of them become which field of the algorithm's
+hyperparameter dataclass, how to build its `LearningProcess`, and which
+batches one local step reads. Adding an algorithm is its module under
+`tff_perfed/algorithms/` plus one entry in `ALGORITHMS`.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+
+import tensorflow_federated as tff
+
+from tff_perfed import validation
+from tff_perfed.algorithms import fedavg
+from tff_perfed.algorithms import learning_utils
+from tff_perfed.algorithms import per_fedavg
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+  """One registered algorithm.
+
+  Attributes:
+    name: The name runs use (`--algorithm`).
+    summary: One line for help texts.
+    params_type: The frozen hyperparameter dataclass; it validates itself.
+    settings: Maps each field of `params_type` that a run sets to the run
+      setting it comes from (fields left out keep their defaults).
+    build: `build(model_fn, **dataclasses.asdict(params))`, the public
+      builder, returning a `tff.learning.templates.LearningProcess`.
+    batch_sizes: `batch_sizes(run)`, the sizes of the batches one local step
+      reads, in the order it reads them.
+  """
+  name: str
+  summary: str
+  params_type: type
+  settings: Mapping[str, str]
+  build: Callable[..., tff.learning.templates.LearningProcess]
+  batch_sizes: Callable[[Any], Tuple[int, ...]]
+
+  def params_from_run(self, run: Any) -> Any:
+    """The validated hyperparameters a run's settings give.
+
+    Raises:
+      tff_perfed.validation.ArgumentError: Naming the run setting (e.g.
+        `alpha`) that gave an invalid hyperparameter.
+    """
+    return validation.params_from_settings(self.params_type, self.settings,
+                                           run, self.name)
+
+  def build_process(self, model_fn: learning_utils.ModelFn,
+                    params: Any) -> tff.learning.templates.LearningProcess:
+    return self.build(model_fn, **dataclasses.asdict(params))
+
+
+def _registry(*algorithms: Algorithm) -> Dict[str, Algorithm]:
+  return {algorithm.name: algorithm for algorithm in algorithms}
+
+
+ALGORITHMS: Mapping[str, Algorithm] = _registry(
+    Algorithm(
+        name='fedavg',
+        summary='FedAvg: client SGD with step beta, server mean '
+        '(TFF\'s build_weighted_fed_avg).',
+        params_type=fedavg.FedAvgParams,
+        settings={'client_learning_rate': 'beta'},
+        build=fedavg.build_fedavg,
+        batch_sizes=lambda run: (run.batch_size,)),
+    Algorithm(
+        name='per_fedavg',
+        summary='Per-FedAvg (Fallah et al. 2020): local meta-steps of '
+        'eq. (8) with inner step alpha and outer step beta.',
+        params_type=per_fedavg.PerFedAvgParams,
+        settings={
+            'inner_learning_rate': 'alpha',
+            'outer_learning_rate': 'beta',
+            'hessian_mode': 'hessian_mode',
+            'local_steps': 'local_steps',
+            'hessian_free_delta': 'hessian_free_delta',
+        },
+        build=per_fedavg.build_per_fedavg,
+        batch_sizes=lambda run: (run.batch_size, run.batch_size_prime,
+                                 run.batch_size_double_prime)),
+)
+
+
+def names() -> Sequence[str]:
+  """Registered algorithm names, in registration order."""
+  return list(ALGORITHMS)
+
+
+def get(name: str) -> Algorithm:
+  """The registered algorithm `name`.
+
+  Raises:
+    tff_perfed.validation.ArgumentValueError: If no algorithm has that name;
+      the message lists the known ones.
+  """
+  validation.require_choice('algorithm', name, ALGORITHMS)
+  return ALGORITHMS[name]

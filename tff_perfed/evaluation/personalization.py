@@ -1,0 +1,220 @@
+"""Personalized evaluation: each client adapts the global model and is scored.
+
+For every evaluated client the global model w is scored on the client's test
+split as is (k = 0) and after each of k = 1..K SGD steps
+w_k = w_{k-1} - alpha grad f(w_{k-1}; B_k) on batches B_k of the client's own
+train split; the test split is never used for adaptation. This is the
+evaluation of Fallah et al. (2020), section 5 (FedAvg, FedAvg + one step,
+Per-FedAvg + one step), generalized to K steps.
+
+A client's score depends on which batches it adapts on. With
+`adaptation_draws = R > 1` every client adapts R times from w, each time on
+its own independently shuffled batches, and each metric is the mean over the
+R draws: the expected personalized score over the adaptation batch, with
+less noise than one draw, and the test split untouched.
+
+Any `tff.learning.models.FunctionalModel` can be evaluated; the scores are
+the model's own finalized metrics (for the built-in and `from_keras` models:
+`loss`, `accuracy`, `num_examples`). TFF's
+`build_personalization_eval_computation` works on Keras-backed
+`VariableModel`s only, so the (small) adapt-and-score loop is written here
+on tensors and mapped over clients with TFF.
+"""
+
+import collections
+import dataclasses
+from typing import Dict, List, Mapping, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tff_perfed import validation
+from tff_perfed.algorithms import learning_utils
+from tff_perfed.algorithms import meta_gradients
+
+# Per-client result entries that are counts, not scores.
+NUM_EXAMPLES = 'num_examples'
+NUM_TEST_EXAMPLES = 'num_test_examples'
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonalizationParams:
+  """The personalized evaluation's settings, validated on construction.
+
+  Attributes:
+    personalization_steps: K >= 0, adaptation steps per client.
+    learning_rate: alpha >= 0, the adaptation SGD step.
+    adaptation_draws: R >= 1, independent adaptations averaged per client.
+  """
+  personalization_steps: int
+  learning_rate: float
+  adaptation_draws: int = 1
+
+  def __post_init__(self):
+    validation.require_int('personalization_steps',
+                           self.personalization_steps, minimum=0)
+    validation.require_real('learning_rate', self.learning_rate, minimum=0)
+    validation.require_int('adaptation_draws', self.adaptation_draws,
+                           minimum=1)
+
+  def degenerate_settings(self) -> List[str]:
+    """Legal settings that probably do not do what was meant."""
+    if self.learning_rate == 0 and self.personalization_steps > 0:
+      return ['learning_rate=0: every client scores the same after k steps '
+              'as before adapting.']
+    return []
+
+
+def metric_name(metric: str, step: int) -> str:
+  """`personalized_<metric>@<k>`, e.g. `personalized_accuracy@1`."""
+  return f'personalized_{metric}@{step}'
+
+
+def _finalized_metric_names(model: tff.learning.models.FunctionalModel
+                           ) -> List[str]:
+  with tf.Graph().as_default():
+    return list(model.finalize_metrics(model.initialize_metrics_state()))
+
+
+def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
+                                personalization_steps: int,
+                                learning_rate: float):
+  """Returns `tf.function(weights, train_batches, test_batches)`.
+
+  The function returns an `OrderedDict` mapping each of the model's
+  finalized metrics except `num_examples` to a float32[K+1] vector, entry k
+  scoring the model after k adaptation steps, plus `num_test_examples`
+  (float32) when the model counts examples. If the train batches run out,
+  the remaining steps keep the last weights.
+  """
+  names = _finalized_metric_names(model)
+
+  def score(weights, non_trainable, test_batches):
+    state = test_batches.reduce(
+        model.initialize_metrics_state(),
+        lambda state, batch: model.update_metrics_state(
+            state,
+            labels=batch['y'],
+            batch_output=tff.learning.models.BatchOutput(
+                predictions=model.predict_on_batch(
+                    (weights, non_trainable), batch['x'], training=False))))
+    return model.finalize_metrics(state)
+
+  @tf.function
+  def personalize_and_score(initial_weights, train_batches, test_batches):
+    weights, non_trainable = initial_weights
+    weights = tuple(weights)
+    loss_fn = learning_utils.batch_loss_fn(model, non_trainable)
+    iterator = iter(train_batches)
+    scores = [score(weights, non_trainable, test_batches)]
+    for _ in range(personalization_steps):
+      batch = iterator.get_next_as_optional()
+      if batch.has_value():
+        gradient = meta_gradients.loss_gradient(loss_fn, weights,
+                                                batch.get_value())
+        weights = meta_gradients.sgd_step(weights, gradient, learning_rate)
+      scores.append(score(weights, non_trainable, test_batches))
+    result = collections.OrderedDict(
+        (name, tf.stack([tf.cast(s[name], tf.float32) for s in scores]))
+        for name in names if name != NUM_EXAMPLES)
+    if NUM_EXAMPLES in names:
+      result[NUM_TEST_EXAMPLES] = tf.cast(scores[0][NUM_EXAMPLES], tf.float32)
+    return result
+
+  return personalize_and_score
+
+
+def build_personalization_eval(model: tff.learning.models.FunctionalModel, *,
+                               personalization_steps: int,
+                               learning_rate: float,
+                               adaptation_draws: int = 1) -> tff.Computation:
+  """The federated personalized evaluation.
+
+  Type signature, with R = `adaptation_draws`:
+  `(<ModelWeights@SERVER, {train batches}@CLIENTS, {test batches}@CLIENTS>
+    -> {<metric=float32[K+1], ..., num_test_examples=float32>}@CLIENTS)`:
+  per-client results, which a simulation receives as a list. Each client's
+  train dataset holds R * K adaptation batches: draw r adapts on batches
+  r*K .. r*K + K - 1, and every metric is the mean over the draws.
+
+  Args:
+    model: The `FunctionalModel` being evaluated. It must report at least
+      one metric besides `num_examples`.
+    personalization_steps: K >= 0, adaptation steps per client.
+    learning_rate: alpha >= 0, the adaptation step size.
+    adaptation_draws: R >= 1, independent adaptations averaged per client.
+
+  Returns:
+    A `tff.Computation`.
+
+  Raises:
+    tff_perfed.validation.ArgumentError: If K, alpha or R is out of range,
+      or the model reports no metric.
+  """
+  params = PersonalizationParams(
+      personalization_steps=personalization_steps,
+      learning_rate=learning_rate,
+      adaptation_draws=adaptation_draws)
+  for warning in params.degenerate_settings():
+    logging.warning('build_personalization_eval: %s', warning)
+  names = _finalized_metric_names(model)
+  if not [name for name in names if name != NUM_EXAMPLES]:
+    raise validation.ArgumentValueError(
+        'model', 'a FunctionalModel that reports metrics (e.g. made with '
+        'tff_perfed.models.from_keras, or functional_model_from_keras with a '
+        'metrics_constructor)', f'a model whose metrics are {names}')
+  weights_type = learning_utils.model_weights_type(model)
+  data_type = learning_utils.dataset_type(model)
+  personalize_and_score = build_personalize_and_score(
+      model,
+      personalization_steps=personalization_steps,
+      learning_rate=learning_rate)
+
+  @tf.function
+  def average_over_draws(weights, train_batches, test_batches):
+    results = [
+        personalize_and_score(
+            weights,
+            train_batches.skip(draw * personalization_steps).take(
+                personalization_steps), test_batches)
+        for draw in range(adaptation_draws)
+    ]
+    return tf.nest.map_structure(lambda *draws: tf.add_n(draws) / len(draws),
+                                 *results)
+
+  @tff.tensorflow.computation(weights_type, data_type, data_type)
+  def client_eval(weights, train_batches, test_batches):
+    return average_over_draws((weights.trainable, weights.non_trainable),
+                              train_batches, test_batches)
+
+  @tff.federated_computation(
+      tff.FederatedType(weights_type, tff.SERVER),
+      tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(data_type, tff.CLIENTS))
+  def personalization_eval(weights, train_data, test_data):
+    return tff.federated_map(
+        client_eval, (tff.federated_broadcast(weights), train_data, test_data))
+
+  return personalization_eval
+
+
+def per_client_metrics(results: Sequence[Mapping[str, np.ndarray]]
+                      ) -> List[Dict[str, float]]:
+  """Flattens per-client results into `{personalized_<metric>@k: ...}` rows.
+
+  `num_test_examples`, when present, is copied as is.
+  """
+  rows = []
+  for result in results:
+    row = {}
+    for name, values in result.items():
+      if name == NUM_TEST_EXAMPLES:
+        continue
+      for k, value in enumerate(np.atleast_1d(values)):
+        row[metric_name(name, k)] = float(value)
+    if NUM_TEST_EXAMPLES in result:
+      row[NUM_TEST_EXAMPLES] = float(result[NUM_TEST_EXAMPLES])
+    rows.append(row)
+  return rows

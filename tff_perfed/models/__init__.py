@@ -1,0 +1,16 @@
+"""Models as `tff.learning.models.FunctionalModel`s.
+
+* `build_mlp`: the Per-FedAvg paper's MLP (80 and 60 ELU units).
+* `build_emnist_cnn`: TFF's EMNIST baseline CNN.
+* `build_char_lstm`: TFF's Shakespeare character LSTM, padding masked.
+* `from_keras`: a user's Keras classifier, with the built-ins' loss/metrics.
+* `functional`: the shared loss, metrics and `functional_model` wrapper.
+"""
+
+from tff_perfed.models import functional
+from tff_perfed.models.char_lstm import build_char_lstm
+from tff_perfed.models.emnist_cnn import build_emnist_cnn
+from tff_perfed.models.keras import from_keras
+from tff_perfed.models.mlp import build_mlp
+
+PAD_TOKEN = functional.PAD_TOKEN

@@ -1,0 +1,16 @@
+"""Programs built from the library: one run, and a comparison over seeds.
+
+* `run_config`: `RunConfig`, one run's validated settings.
+* `training_loop`: `run_training_loop`, TFF's training loop with the
+  evaluation schedule, checkpoints and flat metric releases a run needs.
+* `experiment`: `run_experiment(config)`, data + algorithm + evaluation +
+  loop + output files.
+* `comparison`: `run_seed_comparison`, algorithms over several seeds with
+  spread and a paired confidence interval.
+* `outputs`, `plots`: the files a run writes.
+"""
+
+from tff_perfed.program.experiment import run_experiment
+from tff_perfed.program.experiment import RunDirectoryError
+from tff_perfed.program.run_config import RunConfig
+from tff_perfed.program.training_loop import run_training_loop
