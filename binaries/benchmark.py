@@ -2,7 +2,8 @@ r"""Cost of Per-FedAvg's meta-gradient modes relative to FedAvg.
 
   python -m binaries.benchmark [--dataset=digits] [--use_synthetic_data]
 
-For one workload, measures in one run (so machine speed cancels out):
+For one workload (the run flags: dataset, clients per round, local steps,
+batch sizes), measures in one run, so that machine speed cancels out:
   * one local step: FedAvg's SGD step on one batch, and a Per-FedAvg step
     (eq. 8 with the FIRST_ORDER, HESSIAN_FREE or EXACT meta-gradient on
     three batches), each a compiled `tf.function`;
@@ -14,32 +15,26 @@ Prints medians in milliseconds and as ratios to FedAvg.
 import json
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 from absl import app
 from absl import flags
 
-from binaries import common
+from binaries import run_flags  # Sets TF's log level before TF is imported.
 from data_utils import client_datasets
-from data_utils import federated_data
+from data_utils import tasks
 import tensorflow as tf
-import tff_perfed
-from tff_perfed import meta_gradients
-from tff_perfed import models
-from tff_perfed import runtime
+from tff_perfed.algorithms import learning_utils
+from tff_perfed.algorithms import meta_gradients
+from tff_perfed.algorithms import registry
+from tff_perfed.program import experiment
 
-_DATASET = flags.DEFINE_string('dataset', 'digits', 'Workload dataset.')
-_USE_SYNTHETIC_DATA = flags.DEFINE_bool('use_synthetic_data', False,
-                                        'Synthetic data of the dataset.')
-_CLIENTS_PER_ROUND = flags.DEFINE_integer('clients_per_round', 10, 'Clients.')
-_LOCAL_STEPS = flags.DEFINE_integer('local_steps', 4, 'Local steps.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 10, 'Batch size.')
 _STEP_REPEATS = flags.DEFINE_integer('step_repeats', 200, 'Timed steps.')
 _ROUND_REPEATS = flags.DEFINE_integer('round_repeats', 10, 'Timed rounds.')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Also write here.')
 
-VARIANTS = ('fedavg', 'first_order', 'hessian_free', 'exact')
-ALPHA = BETA = 0.02
+HessianMode = meta_gradients.HessianMode
+VARIANTS = ('fedavg',) + tuple(mode.value for mode in HessianMode)
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -53,25 +48,26 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
   return statistics.median(times)
 
 
-def time_local_steps(model, batches, repeats: int) -> Dict[str, float]:
-  loss_fn = models.batch_loss_fn(model)
+def time_local_steps(model, batches, *, alpha: float, beta: float,
+                     repeats: int) -> Dict[str, float]:
+  loss_fn = learning_utils.batch_loss_fn(model)
   weights = tuple(tf.constant(w) for w in model.initial_weights[0])
 
   @tf.function
   def fedavg_step(w):
     return meta_gradients.sgd_step(
-        w, meta_gradients.loss_gradient(loss_fn, w, batches[0]), BETA)
+        w, meta_gradients.loss_gradient(loss_fn, w, batches[0]), beta)
 
   def per_fedavg_step(mode):
     @tf.function
     def step(w):
       g = meta_gradients.per_fedavg_meta_gradient(
-          loss_fn, w, batches, inner_learning_rate=ALPHA, hessian_mode=mode)
-      return meta_gradients.sgd_step(w, g, BETA)
+          loss_fn, w, batches, inner_learning_rate=alpha, hessian_mode=mode)
+      return meta_gradients.sgd_step(w, g, beta)
     return step
 
   steps = {'fedavg': fedavg_step}
-  for mode in tff_perfed.HessianMode:
+  for mode in HessianMode:
     steps[mode.value] = per_fedavg_step(mode)
   # tf.nest.flatten(...)[0].numpy() waits for the result.
   return {
@@ -81,22 +77,19 @@ def time_local_steps(model, batches, repeats: int) -> Dict[str, float]:
   }
 
 
-def time_rounds(dataset, model_fn, repeats: int) -> Dict[str, float]:
+def time_rounds(config, dataset, model_fn, repeats: int) -> Dict[str, float]:
   clients = client_datasets.sample_clients(
-      dataset.client_ids, _CLIENTS_PER_ROUND.value, 0, seed=0)
+      dataset.client_ids, config.clients_per_round, 0, seed=0)
   results = {}
   for name in VARIANTS:
-    algorithm = (common.Algorithm.FEDAVG if name == 'fedavg' else
-                 common.Algorithm.PER_FEDAVG)
-    process = common.build_process(
-        algorithm, model_fn, alpha=ALPHA, beta=BETA,
-        hessian_mode=tff_perfed.HessianMode(
-            'first_order' if name == 'fedavg' else name),
-        local_steps=_LOCAL_STEPS.value)
-    data = common.training_datasets(
-        dataset, clients, algorithm=algorithm,
-        batch_sizes=[_BATCH_SIZE.value] * 3,
-        local_steps=_LOCAL_STEPS.value, round_num=0, seed=0)
+    variant = (config.replace(algorithm='fedavg') if name == 'fedavg' else
+               config.replace(algorithm='per_fedavg',
+                              hessian_mode=HessianMode(name)))
+    process = registry.get(variant.algorithm).build_process(
+        model_fn, variant.algorithm_params())
+    data = client_datasets.training_datasets(
+        dataset.train, clients, batch_sizes=variant.batch_sizes(),
+        local_steps=variant.local_steps, round_num=0, seed=0)
     state = process.initialize()
     results[name] = _median_seconds(lambda: process.next(state, data),
                                     repeats)
@@ -117,24 +110,21 @@ def format_report(step: Dict[str, float], rounds: Dict[str, float]) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: List[str]) -> None:
-  del argv
-  common.quiet_logging()
-  runtime.set_local_execution_context()
-  try:
-    dataset = federated_data.load_federated_dataset(
-        _DATASET.value, use_synthetic_data=_USE_SYNTHETIC_DATA.value)
-    model_fn = common.model_fn_for(dataset, seed=0)
-    client = dataset.client_ids[0]
-    batches = tuple(client_datasets.cycled_batches(
-        dataset.train.create_tf_dataset_for_client(client),
-        batch_sizes=[_BATCH_SIZE.value], num_batches=3, seed=0))
-    step = time_local_steps(model_fn(), batches, _STEP_REPEATS.value)
-    rounds = time_rounds(dataset, model_fn, _ROUND_REPEATS.value)
-  finally:
-    runtime.shutdown_workers()
-  print(f'{_DATASET.value}: {_CLIENTS_PER_ROUND.value} clients x '
-        f'{_LOCAL_STEPS.value} local steps, batch {_BATCH_SIZE.value}')
+def main() -> None:
+  config = run_flags.config_from_flags()
+  dataset = experiment.load_dataset(config)
+  task = tasks.get(config.dataset)
+  model_fn = lambda: task.build_model(0)
+  client = dataset.client_ids[0]
+  batches = tuple(client_datasets.cycled_batches(
+      dataset.train.create_tf_dataset_for_client(client),
+      batch_sizes=config.replace(algorithm='per_fedavg').batch_sizes(),
+      num_batches=3, seed=0))
+  step = time_local_steps(model_fn(), batches, alpha=config.alpha,
+                          beta=config.beta, repeats=_STEP_REPEATS.value)
+  rounds = time_rounds(config, dataset, model_fn, _ROUND_REPEATS.value)
+  print(f'{config.dataset}: {config.clients_per_round} clients x '
+        f'{config.local_steps} local steps, batch {config.batch_size}')
   print(format_report(step, rounds))
   if _OUTPUT_JSON.value:
     with open(_OUTPUT_JSON.value, 'w') as f:
@@ -142,4 +132,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(run_flags.main_wrapper(main, interrupted_message='interrupted.'),
+          flags_parser=run_flags.parse_flags)

@@ -36,7 +36,8 @@ def per_fedavg_label_partition(labels: Sequence[int], *, num_clients: int,
   Each class's examples are shuffled and dealt evenly to the users holding
   it (`per_fedavg_classes_held`); each user's share of a class is split into
   train and test, so both splits have the user's label distribution. Every
-  example goes to exactly one user and split.
+  example goes to exactly one user and split, except that with fewer than
+  20 users some of the classes 5-9 have no holder and go unused.
 
   Args:
     labels: Class ids 0-9, one per example.
@@ -66,6 +67,8 @@ def per_fedavg_label_partition(labels: Sequence[int], *, num_clients: int,
 
   shares = [[] for _ in range(num_clients)]
   for label, clients in holders.items():
+    if not clients:  # Fewer than 10 high users: nobody holds this class.
+      continue
     indices = rng.permutation(np.flatnonzero(labels == label))
     for client, share in zip(clients, np.array_split(indices, len(clients))):
       shares[client].append(share)

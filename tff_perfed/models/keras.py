@@ -46,9 +46,18 @@ def from_keras(keras_model: Union[tf.keras.Model, Callable[[], tf.keras.Model]],
       keras_model,
       loss_fn=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       input_spec=input_spec)
+
+  # Not `converted.predict_on_batch` itself: a bound `tf.function` method only
+  # holds a weak reference to its instance, and `converted` would be garbage
+  # collected on return (the method then fails with `self` None). The closure
+  # keeps it alive.
+  @tf.function
+  def predict_on_batch(model_weights, x, training=True):
+    return converted.predict_on_batch(model_weights, x, training)
+
   return tff.learning.models.FunctionalModel(
       initial_weights=converted.initial_weights,
-      predict_on_batch_fn=converted.predict_on_batch,
+      predict_on_batch_fn=predict_on_batch,
       loss_fn=functional.classification_loss_fn(mask_padding),
       metrics_fns=functional.classification_metrics_fns(mask_padding),
       input_spec=input_spec)

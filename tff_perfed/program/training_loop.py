@@ -149,19 +149,26 @@ def run_training_loop(
     return collections.OrderedDict(
         evaluate_fn(process.get_model_weights(state), round_num))
 
-  state = tff.simulation.run_training_process(
-      process,
-      training_selection_fn=training_data_fn,
-      total_rounds=total_rounds,
-      evaluation_fn=evaluation_fn,
-      evaluation_selection_fn=lambda round_num: round_num,
-      rounds_per_evaluation=1,
-      program_state_manager=state_manager,
-      rounds_per_saving_program_state=rounds_per_checkpoint,
-      metrics_managers=[FlatMetricsReleaseManager(release_managers)])
-  if state_manager is not None:
-    loop = asyncio.get_event_loop()
-    versions = loop.run_until_complete(state_manager.get_versions()) or []
-    if total_rounds not in versions:
-      loop.run_until_complete(state_manager.save(state, total_rounds))
+  # TFF's loop drives its coroutines with `asyncio.get_event_loop()`, which
+  # fails after an `asyncio.run` elsewhere; give it a loop of its own.
+  loop = asyncio.new_event_loop()
+  asyncio.set_event_loop(loop)
+  try:
+    state = tff.simulation.run_training_process(
+        process,
+        training_selection_fn=training_data_fn,
+        total_rounds=total_rounds,
+        evaluation_fn=evaluation_fn,
+        evaluation_selection_fn=lambda round_num: round_num,
+        rounds_per_evaluation=1,
+        program_state_manager=state_manager,
+        rounds_per_saving_program_state=rounds_per_checkpoint,
+        metrics_managers=[FlatMetricsReleaseManager(release_managers)])
+    if state_manager is not None:
+      versions = loop.run_until_complete(state_manager.get_versions()) or []
+      if total_rounds not in versions:
+        loop.run_until_complete(state_manager.save(state, total_rounds))
+  finally:
+    asyncio.set_event_loop(None)
+    loop.close()
   return state

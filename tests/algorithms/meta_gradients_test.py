@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tff_perfed import meta_gradients
-from tff_perfed.meta_gradients import HessianMode
+from tff_perfed.algorithms import meta_gradients
+from tff_perfed.algorithms.meta_gradients import HessianMode
 
 DIM, CLASSES, ALPHA = 5, 3, 0.3
 

@@ -5,14 +5,16 @@ import collections
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_federated as tff
 
-from tff_perfed import meta_gradients
 from tff_perfed import models
-from tff_perfed.meta_gradients import HessianMode
+from tff_perfed.algorithms import learning_utils
+from tff_perfed.algorithms import meta_gradients
+from tff_perfed.algorithms.meta_gradients import HessianMode
 
 
 def _meta_gradients_agree(model, batch):
-  loss_fn = models.batch_loss_fn(model)
+  loss_fn = learning_utils.batch_loss_fn(model)
   weights = tuple(tf.constant(w) for w in model.initial_weights[0])
   results = {
       mode: meta_gradients.per_fedavg_meta_gradient(
@@ -50,7 +52,7 @@ def test_emnist_cnn_outputs_logits_and_supports_second_order():
       y=tf.constant([1, 2, 3]))
   logits = model.predict_on_batch(model.initial_weights, batch['x'])
   assert logits.shape == (3, 62)
-  loss_fn = models.batch_loss_fn(model)
+  loss_fn = learning_utils.batch_loss_fn(model)
   weights = tuple(tf.constant(w) for w in model.initial_weights[0])
   exact, first_order = (
       meta_gradients.per_fedavg_meta_gradient(
@@ -82,6 +84,6 @@ def test_metrics_count_only_real_tokens():
   y = tf.constant([[4, 0, 0]])
   state = model.update_metrics_state(
       model.initialize_metrics_state(), labels=y,
-      batch_output=models.tff.learning.models.BatchOutput(
+      batch_output=tff.learning.models.BatchOutput(
           predictions=model.predict_on_batch(model.initial_weights, x)))
   assert model.finalize_metrics(state)['num_examples'] == 1.0

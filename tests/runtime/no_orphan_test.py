@@ -5,6 +5,7 @@ The binary runs in a subprocess with piped stdout/stderr, the way CI and
 """
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -14,8 +15,8 @@ import pytest
 
 from tff_perfed import runtime
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ['--dataset=digits', '--clients_per_round=2', '--local_steps=1',
+ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+ARGS = ['--dataset=digits', '--rounds_per_checkpoint=1', '--clients_per_round=2', '--local_steps=1',
         '--batch_size=4', '--personalization_steps=1', '--num_eval_clients=2']
 
 
@@ -104,6 +105,45 @@ def test_exception_mid_run_leaves_no_worker():
                           env=dict(os.environ, PYTHONPATH=ROOT))
   assert result.returncode == 1 and b'boom' in result.stderr
   _assert_gone([int(result.stdout.split()[0])])
+
+
+LIBRARY_SCRIPT = """
+import collections
+import numpy as np
+import tensorflow as tf
+import tff_perfed
+from tff_perfed import models
+
+process = tff_perfed.build_per_fedavg(
+    lambda: models.build_mlp(input_dim=3, num_classes=2, seed=0,
+                             hidden_units=(4,)),
+    inner_learning_rate=0.1, outer_learning_rate=0.1)
+batches = collections.OrderedDict(
+    x=np.zeros((6, 2, 3), np.float32), y=np.zeros((6, 2), np.int32))
+state = process.initialize()
+output = process.next(state, [tf.data.Dataset.from_tensor_slices(batches)])
+print('round done', flush=True)
+"""
+
+
+@pytest.mark.parametrize('ending', ['normal', 'exception', 'sigterm'])
+def test_library_user_script_with_piped_output_leaves_no_worker(ending):
+  # Only imports the package: no set_local_execution_context().
+  code = LIBRARY_SCRIPT + {
+      'normal': '',
+      'exception': 'raise RuntimeError("boom")\n',
+      'sigterm': 'import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n',
+  }[ending]
+  process = subprocess.Popen(
+      [sys.executable, '-c', code], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=ROOT))
+  workers = _wait_for_worker(process)
+  # Hangs (and times out) if a worker still holds the pipes.
+  stdout, stderr = process.communicate(timeout=300)
+  assert b'round done' in stdout, stderr.decode()[-2000:]
+  assert (process.returncode == 0) == (ending == 'normal')
+  assert b'Traceback' not in stderr or ending == 'exception'
+  _assert_gone(workers)
 
 
 def test_shutdown_workers_stops_this_process_workers():

@@ -9,9 +9,10 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 import tff_perfed
-from tff_perfed import meta_gradients
 from tff_perfed import models
-from tff_perfed.meta_gradients import HessianMode
+from tff_perfed.algorithms import learning_utils
+from tff_perfed.algorithms import meta_gradients
+from tff_perfed.algorithms.meta_gradients import HessianMode
 
 DIM, CLASSES, BATCH = 4, 3, 5
 
@@ -42,7 +43,7 @@ def trainable(process, state):
 
 def local_training(weights, batches, steps, alpha, beta, mode):
   """Eq. (8) by hand with the (separately verified) pure meta-gradient."""
-  loss_fn = models.batch_loss_fn(model_fn())
+  loss_fn = learning_utils.batch_loss_fn(model_fn())
   weights = tuple(tf.constant(w) for w in weights)
   for step in range(steps):
     triple = tuple({k: tf.constant(v) for k, v in b.items()}

@@ -1,0 +1,83 @@
+"""The algorithm registry: names, settings mapping, builders, batch layout."""
+
+import collections
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tff_perfed import models
+from tff_perfed import validation
+from tff_perfed.algorithms import fedavg
+from tff_perfed.algorithms import per_fedavg
+from tff_perfed.algorithms import registry
+
+
+@dataclasses.dataclass
+class Run:
+  """The run settings the registry reads (a stand-in for RunConfig)."""
+  alpha: float = 0.05
+  beta: float = 0.1
+  hessian_mode: per_fedavg.HessianMode = per_fedavg.HessianMode.EXACT
+  local_steps: int = 2
+  hessian_free_delta: float = 1e-3
+  batch_size: int = 4
+  batch_size_prime: int = 3
+  batch_size_double_prime: int = 2
+
+
+def test_unknown_algorithm_fails_listing_the_known_ones():
+  with pytest.raises(validation.ArgumentValueError) as error:
+    registry.get('fedprox')
+  assert "'fedprox'" in str(error.value)
+  for name in registry.names():
+    assert name in str(error.value)
+
+
+def test_run_settings_become_each_algorithms_hyperparameters():
+  assert registry.get('per_fedavg').params_from_run(Run()) == (
+      per_fedavg.PerFedAvgParams(
+          inner_learning_rate=0.05, outer_learning_rate=0.1,
+          hessian_mode=per_fedavg.HessianMode.EXACT, local_steps=2,
+          hessian_free_delta=1e-3))
+  assert registry.get('fedavg').params_from_run(Run()) == (
+      fedavg.FedAvgParams(client_learning_rate=0.1))
+
+
+def test_invalid_setting_is_named_by_its_run_name_and_field():
+  with pytest.raises(validation.ArgumentValueError) as error:
+    registry.get('per_fedavg').params_from_run(Run(alpha=-1.0))
+  assert error.value.argument == 'alpha'
+  assert "per_fedavg's inner_learning_rate" in str(error.value)
+  assert '-1.0' in str(error.value)
+
+
+def test_alpha_zero_is_accepted_as_the_library_documents():
+  params = registry.get('per_fedavg').params_from_run(Run(alpha=0.0))
+  assert params.inner_learning_rate == 0.0
+
+
+def test_batch_layout_is_what_one_local_step_reads():
+  assert registry.get('fedavg').batch_sizes(Run()) == (4,)
+  assert registry.get('per_fedavg').batch_sizes(Run()) == (4, 3, 2)
+
+
+@pytest.mark.parametrize('name', registry.names())
+def test_every_algorithm_builds_and_trains_from_run_settings(name):
+  algorithm = registry.get(name)
+  model_fn = lambda: models.build_mlp(input_dim=3, num_classes=2, seed=0,
+                                      hidden_units=(4,))
+  process = algorithm.build_process(model_fn, algorithm.params_from_run(Run()))
+  rng = np.random.default_rng(0)
+  sizes = algorithm.batch_sizes(Run()) * 2
+  batches = [collections.OrderedDict(
+      x=rng.normal(size=(b, 3)).astype(np.float32),
+      y=rng.integers(0, 2, b).astype(np.int32)) for b in sizes]
+  dataset = tf.data.Dataset.from_tensors(batches[0])
+  for batch in batches[1:]:  # Batches of different sizes, in order.
+    dataset = dataset.concatenate(tf.data.Dataset.from_tensors(batch))
+  state = process.initialize()
+  before = process.get_model_weights(state).trainable
+  after = process.get_model_weights(process.next(state, [dataset]).state)
+  assert any(not np.allclose(b, a) for b, a in zip(before, after.trainable))

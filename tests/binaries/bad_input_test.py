@@ -1,0 +1,96 @@
+"""Bad input: one line on stderr, exit code 2, earlier results untouched."""
+
+import json
+import os
+
+from absl.testing import flagsaver
+import pytest
+
+from binaries import run_flags
+from binaries import train
+
+GOOD = ['--algorithm=per_fedavg', '--dataset=digits', '--rounds=1',
+        '--clients_per_round=2', '--local_steps=1', '--batch_size=4',
+        '--personalization_steps=1', '--eval_every=1', '--num_eval_clients=2']
+
+
+def run_train(*args):
+  """`python -m binaries.train GOOD args`, in this process."""
+  with flagsaver.flagsaver():
+    run_flags.parse_flags(['train', *GOOD, *args])
+    run_flags.main_wrapper(train.main, interrupted_message='')(['train'])
+
+
+@pytest.fixture(scope='module')
+def earlier_run(tmp_path_factory):
+  output_dir = tmp_path_factory.mktemp('earlier')
+  run_train(f'--output_dir={output_dir}')
+  return output_dir
+
+
+def _snapshot(directory):
+  contents = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        contents[path] = f.read()
+  return contents
+
+
+@pytest.mark.parametrize('args,expected', [
+    (['--dataset=mnist'], '--dataset=mnist'),
+    (['--hessian_mode=second_order'], '--hessian_mode=second_order'),
+    (['--algorithm=fedprox'], '--algorithm=fedprox'),
+    (['--rounds=x'], '--rounds=x'),
+    (['--no_such_flag=1'], 'no_such_flag'),
+    (['positional'], 'unexpected arguments'),
+    (['--alpha=-0.5'], '--alpha must be a non-negative'),
+    (['--alpha=nan'], '--alpha must be a non-negative'),
+    (['--beta=-1'], '--beta must be a positive'),
+    (['--algorithm=fedavg', '--beta=0'], "fedavg's client_learning_rate"),
+    (['--hessian_free_delta=0'], '--hessian_free_delta'),
+    (['--rounds=0'], '--rounds must be a positive int'),
+    (['--adaptation_draws=0'], '--adaptation_draws'),
+    (['--model_seed=-3'], '--model_seed'),
+    (['--clients_per_round=51'], 'clients_per_round=51 exceeds the 50'),
+    (['--dataset=emnist', '--data_dir=/nonexistent'], 'emnist_all.sqlite'),
+    (['--batch_size=4', '--seed=5'], 'seed=0 there, 5 now'),
+])
+def test_bad_input_exits_with_one_line_and_keeps_earlier_results(
+    earlier_run, capsys, args, expected):
+  before = _snapshot(earlier_run)
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    run_train(f'--output_dir={earlier_run}', *args)
+  assert exit_info.value.code == 2
+  stderr = capsys.readouterr().err.strip().splitlines()
+  assert len(stderr) == 1 and stderr[0].startswith('error: '), stderr
+  assert expected in stderr[0]
+  assert _snapshot(earlier_run) == before
+
+
+def test_corrupt_data_file_is_one_line(tmp_path, capsys):
+  (tmp_path / 'emnist_all.sqlite').write_bytes(b'\x00garbage' * 64)
+  with pytest.raises(SystemExit) as exit_info:
+    run_train('--dataset=emnist10', f'--data_dir={tmp_path}',
+              f'--output_dir={tmp_path / "out"}')
+  assert exit_info.value.code == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert 'emnist_all.sqlite' in line
+  assert not (tmp_path / 'out').exists()
+
+
+def test_unwritable_output_dir_is_one_line(tmp_path, capsys):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a directory')
+  with pytest.raises(SystemExit):
+    run_train(f'--output_dir={blocker / "run"}')
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert 'output_dir' in line and 'not a writable directory' in line
+  assert blocker.read_text() == 'not a directory'
+
+
+def test_changed_flags_do_not_touch_the_earlier_summary(earlier_run):
+  with open(earlier_run / 'summary.json') as f:
+    assert 'personalized_accuracy@1' in json.load(f)

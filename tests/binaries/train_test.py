@@ -1,0 +1,105 @@
+"""End-to-end runs of binaries/train.py: every algorithm, dataset and mode."""
+
+import json
+import os
+
+from absl.testing import flagsaver
+import numpy as np
+import pytest
+
+from binaries import run_flags
+from binaries import train
+from data_utils import tasks
+from tff_perfed.algorithms import registry
+import tff_files
+
+FAST = ['--rounds=2', '--clients_per_round=2', '--local_steps=1',
+        '--batch_size=4', '--personalization_steps=2', '--eval_every=1',
+        '--num_eval_clients=3']
+
+
+def run_train(output_dir, *args):
+  """Runs the binary's main as `python -m binaries.train FAST args` would."""
+  with flagsaver.flagsaver():
+    run_flags.parse_flags(['train', *FAST, f'--output_dir={output_dir}',
+                           *args])
+    run_flags.main_wrapper(train.main, interrupted_message='')(['train'])
+  with open(os.path.join(output_dir, 'summary.json')) as f:
+    return json.load(f)
+
+
+def check_outputs(output_dir, summary, steps=2):
+  for k in range(steps + 1):
+    assert 0.0 <= summary[f'personalized_accuracy@{k}'] <= 1.0
+    assert np.isfinite(summary[f'personalized_loss@{k}'])
+    assert (summary[f'personalized_accuracy@{k}/worst'] <=
+            summary[f'personalized_accuracy@{k}/p10'] <=
+            summary[f'personalized_accuracy@{k}'] + 1e-9)
+  for name in ('metrics.csv', 'clients.csv', 'accuracy.png', 'flags.json'):
+    assert os.path.getsize(os.path.join(output_dir, name)) > 0
+  assert os.listdir(os.path.join(output_dir, 'tensorboard'))
+  assert os.listdir(os.path.join(output_dir, 'checkpoints'))
+
+
+@pytest.mark.parametrize('dataset', tasks.names())
+@pytest.mark.parametrize('algorithm', registry.names())
+def test_every_algorithm_trains_on_every_synthetic_dataset(
+    tmp_path, algorithm, dataset):
+  summary = run_train(tmp_path, f'--algorithm={algorithm}',
+                      f'--dataset={dataset}', '--use_synthetic_data')
+  check_outputs(tmp_path, summary)
+
+
+@pytest.mark.parametrize('mode', ['first_order', 'hessian_free', 'exact'])
+def test_every_hessian_mode_trains_on_the_embedded_digits(tmp_path, mode):
+  summary = run_train(tmp_path, '--algorithm=per_fedavg',
+                      f'--hessian_mode={mode}', '--batch_size_prime=3',
+                      '--batch_size_double_prime=5')
+  check_outputs(tmp_path, summary)
+
+
+@pytest.mark.parametrize('dataset', ['emnist', 'emnist10', 'shakespeare'])
+def test_trains_on_tff_schema_files_in_data_dir(tmp_path, dataset):
+  data_dir = tmp_path / 'data'
+  data_dir.mkdir()
+  tff_files.write_emnist(str(data_dir))
+  tff_files.write_shakespeare(str(data_dir))
+  summary = run_train(tmp_path / 'run', '--algorithm=per_fedavg',
+                      f'--dataset={dataset}', f'--data_dir={data_dir}')
+  check_outputs(tmp_path / 'run', summary)
+
+
+def test_flagfile_settings_apply_and_the_command_line_overrides_them(tmp_path):
+  flagfile = tmp_path / 'run.flags'
+  flagfile.write_text('--algorithm=fedavg\n--personalization_steps=1\n'
+                      '--beta=0.3\n')
+  run_train(tmp_path / 'run', f'--flagfile={flagfile}', '--beta=0.2')
+  with open(tmp_path / 'run' / 'flags.json') as f:
+    settings = json.load(f)
+  assert settings['algorithm'] == 'fedavg'
+  assert settings['beta'] == 0.2
+  # FAST comes before the flagfile on the command line, so the file wins.
+  assert settings['personalization_steps'] == 1
+
+
+def test_alpha_zero_runs_per_fedavg_as_the_library_allows(tmp_path):
+  summary = run_train(tmp_path, '--algorithm=per_fedavg', '--alpha=0')
+  # No adaptation step moves the model: every k scores like k = 0.
+  assert summary['personalized_accuracy@2'] == summary[
+      'personalized_accuracy@0']
+
+
+def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
+  settings = ['--algorithm=per_fedavg', '--eval_every=2',
+              '--rounds_per_checkpoint=3']
+  uninterrupted = run_train(tmp_path / 'a', '--rounds=4', *settings)
+  run_train(tmp_path / 'b', '--rounds=2', *settings)
+  resumed = run_train(tmp_path / 'b', '--rounds=4', *settings)
+  assert resumed.keys() == uninterrupted.keys()
+  for name in resumed:
+    assert resumed[name] == pytest.approx(uninterrupted[name], abs=1e-5)
+  with open(tmp_path / 'b' / 'metrics.csv') as f:
+    assert [line.split(',')[0] for line in f][1:] == ['0', '1', '2', '3', '4']
+  # Checkpoints at the multiples of 3 and after the last round of each run.
+  assert sorted(os.listdir(tmp_path / 'b' / 'checkpoints')) == [
+      'program_state_3', 'program_state_4']

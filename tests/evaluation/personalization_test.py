@@ -1,0 +1,130 @@
+"""Personalized evaluation against a NumPy softmax-regression reference."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+
+import tff_perfed
+from tff_perfed import models
+from tff_perfed.algorithms import learning_utils
+from tff_perfed.evaluation import personalization
+
+DIM, CLASSES = 3, 4
+
+
+def _softmax(z):
+  e = np.exp(z - z.max(axis=1, keepdims=True))
+  return e / e.sum(axis=1, keepdims=True)
+
+
+def _np_metrics(w, b, x, y):
+  p = _softmax(x @ w + b)
+  loss = -np.log(p[np.arange(len(y)), y]).mean()
+  return (p.argmax(1) == y).mean(), loss
+
+
+def _np_step(w, b, x, y, alpha):
+  g = _softmax(x @ w + b) - np.eye(CLASSES)[y]
+  return w - alpha * x.T @ g / len(y), b - alpha * g.mean(0)
+
+
+def _dataset(x, y, batch):
+  return tf.data.Dataset.from_tensor_slices(
+      collections.OrderedDict(x=x.astype(np.float32), y=y.astype(np.int32))
+  ).batch(batch)
+
+
+def test_scores_after_each_adaptation_step_match_numpy():
+  alpha, steps = 0.5, 3
+  # hidden_units=() makes the MLP softmax regression.
+  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=0,
+                           hidden_units=())
+  evaluate = tff_perfed.build_personalization_eval(
+      model, personalization_steps=steps, learning_rate=alpha)
+  rng = np.random.default_rng(0)
+  clients = []
+  for _ in range(2):
+    train_x, train_y = rng.normal(size=(8, DIM)), rng.integers(0, CLASSES, 8)
+    test_x, test_y = rng.normal(size=(9, DIM)), rng.integers(0, CLASSES, 9)
+    clients.append((train_x, train_y, test_x, test_y))
+  w0, b0 = model.initial_weights[0]
+  results = evaluate(
+      learning_utils.build_initial_weights_computation(model)(),
+      [_dataset(c[0], c[1], 4) for c in clients],
+      [_dataset(c[2], c[3], 5) for c in clients])
+  for result, (train_x, train_y, test_x, test_y) in zip(results, clients):
+    w, b = w0.astype(np.float64), b0.astype(np.float64)
+    for k in range(steps + 1):
+      accuracy, loss = _np_metrics(w, b, test_x, test_y)
+      np.testing.assert_allclose(result['accuracy'][k], accuracy, atol=1e-6)
+      np.testing.assert_allclose(result['loss'][k], loss, rtol=1e-5)
+      # Batches of 4 cycle over the two train batches (no repeat here: the
+      # third step finds no batch and keeps the weights).
+      if k < 2:
+        batch = slice(4 * k, 4 * k + 4)
+        w, b = _np_step(w, b, train_x[batch], train_y[batch], alpha)
+    assert result['num_test_examples'] == 9
+
+
+@pytest.mark.parametrize('kwargs,name', [
+    (dict(personalization_steps=-1), 'personalization_steps'),
+    (dict(learning_rate=-0.1), 'learning_rate'),
+    (dict(adaptation_draws=0), 'adaptation_draws'),
+])
+def test_invalid_arguments_are_rejected_naming_the_argument(kwargs, name):
+  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=0)
+  arguments = dict(personalization_steps=1, learning_rate=0.1)
+  arguments.update(kwargs)
+  with pytest.raises(ValueError, match=name):
+    tff_perfed.build_personalization_eval(model, **arguments)
+
+
+def test_scores_are_the_mean_over_independent_adaptation_draws():
+  alpha, steps, draws = 0.5, 2, 3
+  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=1,
+                           hidden_units=())
+  weights = learning_utils.build_initial_weights_computation(model)()
+  rng = np.random.default_rng(1)
+  train_x, train_y = rng.normal(size=(24, DIM)), rng.integers(0, CLASSES, 24)
+  test_x, test_y = rng.normal(size=(9, DIM)), rng.integers(0, CLASSES, 9)
+  # Six batches of 4: draw r adapts on batches 2r and 2r + 1.
+  train = _dataset(train_x, train_y, 4)
+  test = _dataset(test_x, test_y, 9)
+  averaged = tff_perfed.build_personalization_eval(
+      model, personalization_steps=steps, learning_rate=alpha,
+      adaptation_draws=draws)(weights, [train], [test])[0]
+  single = tff_perfed.build_personalization_eval(
+      model, personalization_steps=steps, learning_rate=alpha)
+  per_draw = [single(weights, [train.skip(2 * r)], [test])[0]
+              for r in range(draws)]
+  for name in ('accuracy', 'loss'):
+    np.testing.assert_allclose(
+        averaged[name], np.mean([d[name] for d in per_draw], axis=0),
+        rtol=1e-6)
+  # The draws really differ, so the average is not one of them.
+  assert not np.allclose(per_draw[0]['loss'], per_draw[1]['loss'])
+
+
+def test_per_client_rows_name_every_metric_and_step():
+  rows = personalization.per_client_metrics([
+      {'accuracy': np.array([0.5, 0.75]), 'loss': np.array([1.0, 0.5]),
+       'num_test_examples': np.float32(4)}])
+  assert rows == [{'personalized_accuracy@0': 0.5,
+                   'personalized_accuracy@1': 0.75,
+                   'personalized_loss@0': 1.0, 'personalized_loss@1': 0.5,
+                   'num_test_examples': 4.0}]
+
+
+def test_a_model_without_metrics_is_rejected_naming_it():
+  base = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=0)
+  silent = tff.learning.models.FunctionalModel(
+      initial_weights=base.initial_weights,
+      predict_on_batch_fn=base.predict_on_batch,
+      loss_fn=base.loss,
+      input_spec=base.input_spec)
+  with pytest.raises(ValueError, match='metrics'):
+    tff_perfed.build_personalization_eval(
+        silent, personalization_steps=1, learning_rate=0.1)

@@ -1,0 +1,43 @@
+"""Importing tff_perfed owns TFF's default context, and only that one."""
+
+import numpy as np
+import pytest
+import tensorflow_federated as tff
+
+from tff_perfed import runtime
+from tff_perfed.runtime import default_context
+
+
+@pytest.fixture
+def restore_default_context():
+  stack = tff.framework.get_context_stack()
+  before = stack.current
+  yield
+  tff.framework.set_default_context(before)
+
+
+def _add_one(x):
+  return x + 1
+
+
+def test_tff_local_cpp_context_is_replaced_by_an_owned_one(
+    restore_default_context):
+  del restore_default_context
+  tff.backends.native.set_sync_local_cpp_execution_context()
+  assert default_context.is_tff_local_cpp_context(
+      tff.framework.get_context_stack().current)
+  assert default_context.own_default_context()
+  current = tff.framework.get_context_stack().current
+  assert not default_context.is_tff_local_cpp_context(current)
+  add_one = tff.tensorflow.computation(_add_one, tff.TensorType(np.int32))
+  assert add_one(1) == 2
+  assert runtime.running_worker_pids()  # The worker is one of ours.
+
+
+def test_a_context_the_program_installed_is_left_alone(
+    restore_default_context):
+  del restore_default_context
+  mine = runtime.create_local_execution_context(default_num_clients=3)
+  tff.framework.set_default_context(mine)
+  assert not default_context.own_default_context()
+  assert tff.framework.get_context_stack().current is mine
