@@ -10,14 +10,17 @@ install: $(STAMP)
 
 # TFF 0.87.0 pins jax==0.4.14, which the package index does not serve: install
 # the pinned requirements (jax 0.4.13) first, then TFF itself without deps.
+# The check imports tff_perfed, which owns TFF's default context: importing
+# TFF alone prints a traceback at exit (its context's __del__ fails).
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps tensorflow-federated==0.87.0
-	$(PY) -c "import tensorflow_federated as tff; print('tensorflow_federated', tff.__version__)"
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -c "import tff_perfed, tensorflow_federated as tff; print('tensorflow_federated', tff.__version__)"
 	touch $(STAMP)
 
+# Several seeds of FedAvg vs Per-FedAvg; settings in binaries/configs/demo.flags.
 demo: install
 	$(PY) -m binaries.demo
 

@@ -24,15 +24,15 @@ from tff_perfed.program import comparison
 DEMO_FLAGFILE = os.path.join(os.path.dirname(__file__), 'configs',
                              'demo.flags')
 
-_DEMO_SEEDS = flags.DEFINE_list('demo_seeds', ['0', '1', '2'],
+_DEMO_SEEDS = flags.DEFINE_list('demo_seeds', ['0', '1', '2', '3', '4'],
                                 'Seeds; each trains both algorithms.')
 _DEMO_ROUNDS = flags.DEFINE_integer(
     'demo_rounds', None, 'Rounds per run; default --rounds of demo.flags.')
 _DEMO_OUTPUT_DIR = flags.DEFINE_string(
     'demo_output_dir', 'runs/demo', 'Parent of the runs and the summary.')
 _DEMO_FINAL_EVALUATIONS = flags.DEFINE_integer(
-    'demo_final_evaluations', 1, 'A run\'s score is the mean of its last '
-    'this many evaluations.')
+    'demo_final_evaluations', 3, 'A run\'s score is the mean of its last '
+    'this many evaluations (with demo.flags: rounds 160, 180 and 200).')
 
 
 def parse_flags(argv: List[str]) -> List[str]:

@@ -27,7 +27,8 @@ TEST_FRACTION = 0.25
 ClientArrays = Dict[str, Tuple[np.ndarray, np.ndarray]]
 
 
-def _synthetic_digits(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+def _synthetic_digits(
+    rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
   # Class-conditional Gaussians with the real data's shape and class sizes.
   labels = np.repeat(np.arange(NUM_CLASSES), 180)
   means = rng.random((NUM_CLASSES, INPUT_DIM))

@@ -38,7 +38,7 @@ def test_demo_runs_each_algorithm_on_each_seed_with_demo_flags(demo_run):
         settings = json.load(f)
       assert (settings['seed'], settings['algorithm']) == (seed, algorithm)
       # From binaries/configs/demo.flags, not the train binary's defaults.
-      assert settings['rounds_per_checkpoint'] == 25
+      assert settings['rounds_per_checkpoint'] == 20
       assert settings['rounds'] == 2  # --demo_rounds overrides.
 
 

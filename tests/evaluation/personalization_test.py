@@ -1,6 +1,7 @@
 """Personalized evaluation against a NumPy softmax-regression reference."""
 
 import collections
+import logging
 
 import numpy as np
 import pytest
@@ -128,3 +129,13 @@ def test_a_model_without_metrics_is_rejected_naming_it():
   with pytest.raises(ValueError, match='metrics'):
     tff_perfed.build_personalization_eval(
         silent, personalization_steps=1, learning_rate=0.1)
+
+
+def test_degenerate_settings_log_a_warning(caplog):
+  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=0)
+  with caplog.at_level(logging.WARNING):
+    tff_perfed.build_personalization_eval(
+        model, personalization_steps=2, learning_rate=0.0,
+        adaptation_draws=3)
+  assert 'learning_rate=0' in caplog.text
+  assert 'adaptation_draws=3 without adaptation' in caplog.text

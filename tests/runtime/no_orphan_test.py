@@ -16,7 +16,8 @@ import pytest
 from tff_perfed import runtime
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[2])
-ARGS = ['--dataset=digits', '--rounds_per_checkpoint=1', '--clients_per_round=2', '--local_steps=1',
+ARGS = ['--dataset=digits', '--rounds_per_checkpoint=1',
+        '--clients_per_round=2', '--local_steps=1',
         '--batch_size=4', '--personalization_steps=1', '--num_eval_clients=2']
 
 

@@ -43,7 +43,8 @@ def build_fedavg(
     client_learning_rate: float,
     client_weighting: ClientWeighting = ClientWeighting.UNIFORM,
     server_optimizer_fn: Optional[tff.learning.optimizers.Optimizer] = None,
-    model_aggregator: Optional[tff.aggregators.WeightedAggregationFactory] = None,
+    model_aggregator: Optional[
+        tff.aggregators.WeightedAggregationFactory] = None,
     metrics_aggregator=None,
 ) -> tff.learning.templates.LearningProcess:
   """Builds FedAvg with client SGD, via `build_weighted_fed_avg`.

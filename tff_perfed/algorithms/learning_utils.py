@@ -38,7 +38,8 @@ def build_model(model_fn: ModelFn) -> FunctionalModel:
   return model
 
 
-def build_initial_weights_computation(model: FunctionalModel) -> tff.Computation:
+def build_initial_weights_computation(
+    model: FunctionalModel) -> tff.Computation:
   """A no-argument TF computation returning the model's initial weights."""
 
   @tff.tensorflow.computation

@@ -207,7 +207,8 @@ def build_per_fedavg(
     hessian_free_delta: float = 1e-3,
     client_weighting: ClientWeighting = ClientWeighting.UNIFORM,
     server_optimizer_fn: Optional[tff.learning.optimizers.Optimizer] = None,
-    model_aggregator: Optional[tff.aggregators.WeightedAggregationFactory] = None,
+    model_aggregator: Optional[
+        tff.aggregators.WeightedAggregationFactory] = None,
     metrics_aggregator=None,
 ) -> tff.learning.templates.LearningProcess:
   """Builds the Per-FedAvg learning process (Algorithm 1 of Fallah et al.).

@@ -61,10 +61,15 @@ class PersonalizationParams:
 
   def degenerate_settings(self) -> List[str]:
     """Legal settings that probably do not do what was meant."""
+    warnings = []
     if self.learning_rate == 0 and self.personalization_steps > 0:
-      return ['learning_rate=0: every client scores the same after k steps '
-              'as before adapting.']
-    return []
+      warnings.append('learning_rate=0: every client scores the same after '
+                      'k steps as before adapting.')
+    if self.adaptation_draws > 1 and (self.personalization_steps == 0 or
+                                      self.learning_rate == 0):
+      warnings.append(f'adaptation_draws={self.adaptation_draws} without '
+                      'adaptation: every draw scores the same model.')
+    return warnings
 
 
 def metric_name(metric: str, step: int) -> str:
