@@ -32,7 +32,7 @@ _DEMO_OUTPUT_DIR = flags.DEFINE_string(
     'demo_output_dir', 'runs/demo', 'Parent of the runs and the summary.')
 _DEMO_FINAL_EVALUATIONS = flags.DEFINE_integer(
     'demo_final_evaluations', 3, 'A run\'s score is the mean of its last '
-    'this many evaluations (with demo.flags: rounds 160, 180 and 200).')
+    'this many evaluations (with demo.flags: rounds 150, 175 and 200).')
 
 
 def parse_flags(argv: List[str]) -> List[str]:
@@ -56,9 +56,10 @@ def main() -> None:
       seeds=seeds,
       output_dir=_DEMO_OUTPUT_DIR.value,
       final_evaluations=_DEMO_FINAL_EVALUATIONS.value)
-  print(f'\nMean personalized test accuracy over all clients of '
-        f'{config.dataset} after {config.rounds} rounds (alpha={config.alpha}'
-        f', beta={config.beta}), over seeds {", ".join(map(str, seeds))}:')
+  print(f'\n{config.dataset}, {config.rounds} rounds, alpha={config.alpha}, '
+        f'beta={config.beta}, seeds {", ".join(map(str, seeds))}: mean over '
+        'clients of each run\'s personalized test scores (mean of its last '
+        f'{_DEMO_FINAL_EVALUATIONS.value} evaluations), then over seeds.\n')
   print(comparison.format_table(result))
   print(f'Per-seed numbers: {_DEMO_OUTPUT_DIR.value}/summary.json; curves: '
         f'{_DEMO_OUTPUT_DIR.value}/comparison.png')

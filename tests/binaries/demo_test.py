@@ -38,7 +38,7 @@ def test_demo_runs_each_algorithm_on_each_seed_with_demo_flags(demo_run):
         settings = json.load(f)
       assert (settings['seed'], settings['algorithm']) == (seed, algorithm)
       # From binaries/configs/demo.flags, not the train binary's defaults.
-      assert settings['rounds_per_checkpoint'] == 20
+      assert settings['rounds_per_checkpoint'] == 25
       assert settings['rounds'] == 2  # --demo_rounds overrides.
 
 
@@ -46,7 +46,7 @@ def test_summary_holds_per_seed_scores_and_their_paired_difference(demo_run):
   with open(os.path.join(demo_run, 'summary.json')) as f:
     summary = json.load(f)
   assert summary['seeds'] == [3, 4]
-  per_seed = summary['per_seed']
+  per_seed = summary['accuracy']['per_seed']
   fedavg_1 = per_seed['FedAvg + 1 step']
   per_fedavg_1 = per_seed['Per-FedAvg + 1 step']
   # Each score is the mean of the run's last two evaluations (rounds 1, 2);
@@ -61,15 +61,18 @@ def test_summary_holds_per_seed_scores_and_their_paired_difference(demo_run):
     assert float(by_round[2]) == pytest.approx(last)
     assert score == pytest.approx((float(by_round[1]) + last) / 2)
   differences = np.subtract(per_fedavg_1, fedavg_1)
-  paired = summary['paired_difference']
-  assert paired['of'] == ['Per-FedAvg + 1 step', 'FedAvg + 1 step']
+  paired = summary['accuracy']['paired_difference']
+  assert summary['difference_of'] == ['Per-FedAvg + 1 step',
+                                      'FedAvg + 1 step']
   assert paired['mean'] == pytest.approx(differences.mean())
   # t_{0.975, 1} = 12.706204736174698 (tables).
   half_width = 12.706204736174698 * differences.std(ddof=1) / math.sqrt(2)
   assert paired['high'] - paired['mean'] == pytest.approx(half_width)
-  assert summary['mean']['FedAvg'] == pytest.approx(
+  assert summary['accuracy']['mean']['FedAvg'] == pytest.approx(
       np.mean(per_seed['FedAvg']))
-  assert summary['verdict']
+  assert summary['verdict'] == summary['accuracy']['verdict']
+  losses = summary['loss']['per_seed']['Per-FedAvg + 1 step']
+  assert len(losses) == 2 and all(loss > 0 for loss in losses)
 
 
 def test_figure_compares_both_algorithms(demo_run):

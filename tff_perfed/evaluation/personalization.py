@@ -85,16 +85,20 @@ def _finalized_metric_names(model: tff.learning.models.FunctionalModel
 
 def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
                                 personalization_steps: int,
-                                learning_rate: float):
+                                learning_rate: float,
+                                adaptation_draws: int = 1):
   """Returns `tf.function(weights, train_batches, test_batches)`.
 
   The function returns an `OrderedDict` mapping each of the model's
   finalized metrics except `num_examples` to a float32[K+1] vector, entry k
   scoring the model after k adaptation steps, plus `num_test_examples`
-  (float32) when the model counts examples. If the train batches run out,
-  the remaining steps keep the last weights.
+  (float32) when the model counts examples. Draw r adapts on train batches
+  r*K .. r*K + K - 1 and entries k >= 1 are means over the R draws (entry 0,
+  the unadapted model, is scored once). If a draw's batches run out, its
+  remaining steps keep its last weights.
   """
   names = _finalized_metric_names(model)
+  steps, draws = personalization_steps, adaptation_draws
 
   def score(weights, non_trainable, test_batches):
     state = test_batches.reduce(
@@ -105,27 +109,36 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
             batch_output=tff.learning.models.BatchOutput(
                 predictions=model.predict_on_batch(
                     (weights, non_trainable), batch['x'], training=False))))
-    return model.finalize_metrics(state)
+    finalized = model.finalize_metrics(state)
+    return collections.OrderedDict(
+        (name, tf.cast(finalized[name], tf.float32)) for name in names)
 
   @tf.function
   def personalize_and_score(initial_weights, train_batches, test_batches):
-    weights, non_trainable = initial_weights
-    weights = tuple(weights)
+    initial, non_trainable = initial_weights
+    initial = tuple(initial)
     loss_fn = learning_utils.batch_loss_fn(model, non_trainable)
-    iterator = iter(train_batches)
-    scores = [score(weights, non_trainable, test_batches)]
-    for _ in range(personalization_steps):
-      batch = iterator.get_next_as_optional()
-      if batch.has_value():
-        gradient = meta_gradients.loss_gradient(loss_fn, weights,
-                                                batch.get_value())
-        weights = meta_gradients.sgd_step(weights, gradient, learning_rate)
-      scores.append(score(weights, non_trainable, test_batches))
+    unadapted = score(initial, non_trainable, test_batches)
+    adapted = [[] for _ in range(steps)]  # adapted[k - 1]: one per draw.
+    for draw in range(draws):
+      weights = initial
+      iterator = iter(train_batches.skip(draw * steps).take(steps))
+      for k in range(steps):
+        batch = iterator.get_next_as_optional()
+        if batch.has_value():
+          gradient = meta_gradients.loss_gradient(loss_fn, weights,
+                                                  batch.get_value())
+          weights = meta_gradients.sgd_step(weights, gradient, learning_rate)
+        adapted[k].append(score(weights, non_trainable, test_batches))
+    scores = [unadapted] + [
+        tf.nest.map_structure(lambda *v: tf.add_n(v) / len(v), *per_draw)
+        for per_draw in adapted
+    ]
     result = collections.OrderedDict(
-        (name, tf.stack([tf.cast(s[name], tf.float32) for s in scores]))
+        (name, tf.stack([s[name] for s in scores]))
         for name in names if name != NUM_EXAMPLES)
     if NUM_EXAMPLES in names:
-      result[NUM_TEST_EXAMPLES] = tf.cast(scores[0][NUM_EXAMPLES], tf.float32)
+      result[NUM_TEST_EXAMPLES] = unadapted[NUM_EXAMPLES]
     return result
 
   return personalize_and_score
@@ -175,24 +188,13 @@ def build_personalization_eval(model: tff.learning.models.FunctionalModel, *,
   personalize_and_score = build_personalize_and_score(
       model,
       personalization_steps=personalization_steps,
-      learning_rate=learning_rate)
-
-  @tf.function
-  def average_over_draws(weights, train_batches, test_batches):
-    results = [
-        personalize_and_score(
-            weights,
-            train_batches.skip(draw * personalization_steps).take(
-                personalization_steps), test_batches)
-        for draw in range(adaptation_draws)
-    ]
-    return tf.nest.map_structure(lambda *draws: tf.add_n(draws) / len(draws),
-                                 *results)
+      learning_rate=learning_rate,
+      adaptation_draws=adaptation_draws)
 
   @tff.tensorflow.computation(weights_type, data_type, data_type)
   def client_eval(weights, train_batches, test_batches):
-    return average_over_draws((weights.trainable, weights.non_trainable),
-                              train_batches, test_batches)
+    return personalize_and_score((weights.trainable, weights.non_trainable),
+                                 train_batches, test_batches)
 
   @tff.federated_computation(
       tff.FederatedType(weights_type, tff.SERVER),

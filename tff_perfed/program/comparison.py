@@ -18,7 +18,7 @@ round happened to land.
 
 import dataclasses
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -40,10 +40,6 @@ class Arm:
   algorithm: str
   steps: int
 
-  @property
-  def metric(self) -> str:
-    return personalization.metric_name('accuracy', self.steps)
-
 
 # The paper's three arms (section 5, Figure 1).
 PAPER_ARMS = (
@@ -52,51 +48,69 @@ PAPER_ARMS = (
     Arm('Per-FedAvg + 1 step', 'per_fedavg', 1),
 )
 
+# The first metric decides the verdict; the others are reported beside it.
+METRICS = ('accuracy', 'loss')
+
+
+def _higher_is_better(metric: str) -> bool:
+  return 'loss' not in metric and 'error' not in metric
+
 
 @dataclasses.dataclass(frozen=True)
 class ComparisonResult:
-  """Per-seed scores and their statistics.
+  """Per-seed scores and their statistics, per metric.
 
   Attributes:
     seeds: The seeds, in order.
-    scores: `{arm label: [score per seed]}`.
-    spreads: `{arm label: Spread over seeds}`.
-    difference: The paired difference of the last two arms (e.g. Per-FedAvg
-      + 1 step minus FedAvg + 1 step).
-    curves: `{arm label: {round: [accuracy per seed]}}`.
-    difference_labels: `(better, worse)`: the arms whose difference it is.
+    metrics: The metrics compared; the first decides the verdict.
+    scores: `{metric: {arm label: [score per seed]}}`.
+    spreads: `{metric: {arm label: Spread over seeds}}`.
+    differences: `{metric: PairedDifference}` of the last two arms (e.g.
+      Per-FedAvg + 1 step minus FedAvg + 1 step).
+    difference_labels: `(last arm, the one before)`: whose difference it is.
+    curves: `{arm label: {round: [first metric per seed]}}`.
   """
   seeds: List[int]
-  scores: Dict[str, List[float]]
-  spreads: Dict[str, summaries.Spread]
-  difference: summaries.PairedDifference
-  curves: Dict[str, Dict[int, List[float]]]
+  metrics: Sequence[str]
+  scores: Dict[str, Dict[str, List[float]]]
+  spreads: Dict[str, Dict[str, summaries.Spread]]
+  differences: Dict[str, summaries.PairedDifference]
   difference_labels: Sequence[str]
+  curves: Dict[str, Dict[int, List[float]]]
 
-  def verdict(self) -> str:
-    """One sentence saying what the seeds support."""
-    better, worse = self.difference_labels
-    d = self.difference
+  def verdict(self, metric: Optional[str] = None) -> str:
+    """One sentence saying what the seeds support for `metric`."""
+    metric = metric or self.metrics[0]
+    first, second = self.difference_labels
+    d = self.differences[metric]
     interval = (f'{100 * d.confidence:.0f}% CI [{d.low:+.4f}, {d.high:+.4f}]'
-                f', {d.num_positive} of {d.num_seeds} seeds positive')
-    if d.low > 0:
-      return f'{better} beats {worse} by {d.mean:+.4f} ({interval}).'
-    if d.high < 0:
-      return f'{better} loses to {worse} by {d.mean:+.4f} ({interval}).'
-    return (f'No clear difference between {better} and {worse}: '
+                f', {d.num_positive} of {d.num_seeds} seeds above zero')
+    name = f'personalized {metric}'
+    above, below = d.low > 0, d.high < 0  # The whole interval.
+    better = above if _higher_is_better(metric) else below
+    worse = below if _higher_is_better(metric) else above
+    if better:
+      return (f'{first} beats {second} in {name}: {d.mean:+.4f} '
+              f'({interval}).')
+    if worse:
+      return (f'{first} loses to {second} in {name}: {d.mean:+.4f} '
+              f'({interval}).')
+    return (f'No clear difference between {first} and {second} in {name}: '
             f'{d.mean:+.4f} ({interval}).')
 
   def to_json(self) -> Dict:
     return {
         'seeds': self.seeds,
-        'per_seed': self.scores,
-        'mean': {k: s.mean for k, s in self.spreads.items()},
-        'std': {k: s.std for k, s in self.spreads.items()},
-        'paired_difference': {
-            'of': list(self.difference_labels),
-            **dataclasses.asdict(self.difference),
-        },
+        'difference_of': list(self.difference_labels),
         'verdict': self.verdict(),
+        **{metric: {
+            'per_seed': self.scores[metric],
+            'mean': {k: s.mean for k, s in self.spreads[metric].items()},
+            'std': {k: s.std for k, s in self.spreads[metric].items()},
+            'paired_difference': dataclasses.asdict(
+                self.differences[metric]),
+            'verdict': self.verdict(metric),
+        } for metric in self.metrics},
     }
 
 
@@ -110,25 +124,31 @@ def _evaluated_rounds(metrics_csv_path: str,
 
 
 def format_table(result: ComparisonResult) -> str:
-  """The arms' mean and standard deviation over seeds, and the verdict."""
-  width = max(len(label) for label in result.scores) + 2
-  lines = [f'{"":<{width}}{"mean":>9}{"std":>9}   per seed',
-           '-' * (width + 30)]
-  for label, spread in result.spreads.items():
-    per_seed = ' '.join(f'{v:.4f}' for v in result.scores[label])
-    lines.append(f'{label:<{width}}{spread.mean:>9.4f}{spread.std:>9.4f}   '
-                 f'{per_seed}')
-  d = result.difference
-  lines.append(f'{"difference":<{width}}{d.mean:>+9.4f}{d.std:>9.4f}   '
-               f'{" - ".join(result.difference_labels)}')
-  lines.append(result.verdict())
-  return '\n'.join(lines)
+  """Per metric: the arms' mean and std over seeds, the difference, verdict."""
+  labels = list(result.scores[result.metrics[0]])
+  width = max(len(label) for label in labels + ['difference']) + 2
+  lines = []
+  for metric in result.metrics:
+    lines.append(f'{"personalized " + metric:<{width}}{"mean":>9}{"std":>9}'
+                 '   per seed')
+    lines.append('-' * (width + 20 + 7 * len(result.seeds)))
+    for label, spread in result.spreads[metric].items():
+      per_seed = ' '.join(f'{v:.4f}' for v in result.scores[metric][label])
+      lines.append(f'{label:<{width}}{spread.mean:>9.4f}{spread.std:>9.4f}'
+                   f'   {per_seed}')
+    d = result.differences[metric]
+    lines.append(f'{"difference":<{width}}{d.mean:>+9.4f}{d.std:>9.4f}   '
+                 f'({" minus ".join(result.difference_labels)})')
+    lines.append(result.verdict(metric))
+    lines.append('')
+  return '\n'.join(lines).rstrip()
 
 
 def run_seed_comparison(base_config: run_config_lib.RunConfig, *,
                         seeds: Sequence[int],
                         output_dir: str,
                         arms: Sequence[Arm] = PAPER_ARMS,
+                        metrics: Sequence[str] = METRICS,
                         final_evaluations: int = 1,
                         confidence: float = 0.95,
                         show_progress: bool = True) -> ComparisonResult:
@@ -136,7 +156,7 @@ def run_seed_comparison(base_config: run_config_lib.RunConfig, *,
 
   Runs go to `output_dir/seed_<s>/<algorithm>` (rerunning resumes them);
   the per-seed numbers and statistics to `output_dir/summary.json` and the
-  curves, mean over seeds with the min-max band, to
+  first metric's curves, mean over seeds with the min-max band, to
   `output_dir/comparison.png`.
 
   Args:
@@ -144,60 +164,69 @@ def run_seed_comparison(base_config: run_config_lib.RunConfig, *,
       `output_dir` are set per run.
     seeds: At least one seed; the interval needs two or more.
     output_dir: Parent directory of the runs and the comparison's files.
-    arms: The rows to compare; the difference is last arm minus the one
+    arms: The rows to compare; the difference is the last arm minus the one
       before it.
+    metrics: The model metrics compared (`personalized_<metric>@<steps>`);
+      the first decides the verdict.
     final_evaluations: How many of each run's last evaluations are averaged
       into its score.
-    confidence: Confidence level of the paired difference's interval.
+    confidence: Confidence level of the paired differences' intervals.
     show_progress: Show each run's progress bar.
 
   Returns:
     A `ComparisonResult`.
+
+  Raises:
+    ValueError: On fewer than two arms, no seeds or metrics, or
+      `final_evaluations` < 1.
   """
   if len(arms) < 2:
     raise ValueError(f'a comparison needs two arms or more, got {len(arms)}.')
-  if not seeds:
-    raise ValueError('a comparison needs at least one seed.')
+  if not seeds or not metrics:
+    raise ValueError('a comparison needs at least one seed and one metric.')
   if final_evaluations < 1:
     raise ValueError(f'`final_evaluations` must be >= 1, got '
                      f'{final_evaluations}.')
-  configs = {
-      (seed, algorithm): base_config.replace(
-          algorithm=algorithm, seed=seed,
-          output_dir=os.path.join(output_dir, f'seed_{seed}', algorithm))
-      for seed in seeds for algorithm in dict.fromkeys(a.algorithm
-                                                       for a in arms)
-  }
-  scores = {arm.label: [] for arm in arms}
+  algorithms = list(dict.fromkeys(arm.algorithm for arm in arms))
+  scores = {m: {arm.label: [] for arm in arms} for m in metrics}
   curves = {arm.label: {} for arm in arms}
   for seed in seeds:
     dataset = None
-    for (config_seed, algorithm), config in configs.items():
-      if config_seed != seed:
-        continue
-      if dataset is None:
+    for algorithm in algorithms:
+      config = base_config.replace(
+          algorithm=algorithm, seed=seed,
+          output_dir=os.path.join(output_dir, f'seed_{seed}', algorithm))
+      if dataset is None:  # The runs of one seed share their data.
         dataset = experiment.load_dataset(config)
       experiment.run_experiment(config, dataset=dataset,
                                 show_progress=show_progress)
+      metrics_path = os.path.join(config.output_dir, outputs.METRICS_FILE)
       for arm in arms:
         if arm.algorithm != algorithm:
           continue
-        curve = _evaluated_rounds(
-            os.path.join(config.output_dir, outputs.METRICS_FILE), arm.metric)
-        last = [curve[r] for r in sorted(curve)[-final_evaluations:]]
-        scores[arm.label].append(float(np.mean(last)))
-        for round_num, value in curve.items():
-          curves[arm.label].setdefault(round_num, []).append(value)
+        for metric in metrics:
+          curve = _evaluated_rounds(
+              metrics_path, personalization.metric_name(metric, arm.steps))
+          last = [curve[r] for r in sorted(curve)[-final_evaluations:]]
+          scores[metric][arm.label].append(float(np.mean(last)))
+          if metric == metrics[0]:
+            for round_num, value in curve.items():
+              curves[arm.label].setdefault(round_num, []).append(value)
 
-  worse, better = arms[-2].label, arms[-1].label
+  second, first = arms[-2].label, arms[-1].label
   result = ComparisonResult(
       seeds=list(seeds),
+      metrics=list(metrics),
       scores=scores,
-      spreads={label: summaries.spread(v) for label, v in scores.items()},
-      difference=summaries.paired_difference(
-          scores[better], scores[worse], confidence=confidence),
-      curves=curves,
-      difference_labels=(better, worse))
+      spreads={m: {label: summaries.spread(v)
+                   for label, v in scores[m].items()} for m in metrics},
+      differences={
+          m: summaries.paired_difference(
+              scores[m][first], scores[m][second], confidence=confidence)
+          for m in metrics
+      },
+      difference_labels=(first, second),
+      curves=curves)
   outputs.write_json(
       os.path.join(output_dir, SUMMARY_FILE),
       dict(result.to_json(), final_evaluations=final_evaluations,
@@ -211,5 +240,5 @@ def run_seed_comparison(base_config: run_config_lib.RunConfig, *,
       shared, os.path.join(output_dir, FIGURE_FILE),
       title=f'{base_config.dataset}: mean over {len(seeds)} seeds '
       '(band: min to max)',
-      ylabel='mean personalized test accuracy')
+      ylabel=f'mean personalized test {metrics[0]}')
   return result

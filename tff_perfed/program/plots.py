@@ -48,6 +48,9 @@ def plot_seed_curves(curves: Mapping[str, Mapping[int, Sequence[float]]],
                      png_path: str, *, title: str, ylabel: str) -> None:
   """One line per label: the mean over seeds, shaded from min to max.
 
+  The left panel shows every round; the right one zooms into the second
+  half of training, where the differences between the lines are small.
+
   Args:
     curves: `{label: {round: [value for each seed]}}`.
     png_path: Where the figure goes (written atomically).
@@ -55,19 +58,22 @@ def plot_seed_curves(curves: Mapping[str, Mapping[int, Sequence[float]]],
     ylabel: Y axis label.
   """
   plt = _pyplot()
-  figure, axis = plt.subplots(figsize=(7, 4.5))
-  for label, by_round in curves.items():
-    rounds = sorted(by_round)
-    values = [np.asarray(by_round[r], np.float64) for r in rounds]
-    means = [v.mean() for v in values]
-    line, = axis.plot(rounds, means, label=label)
-    axis.fill_between(rounds, [v.min() for v in values],
-                      [v.max() for v in values], color=line.get_color(),
-                      alpha=0.2)
-  axis.set_xlabel('round')
-  axis.set_ylabel(ylabel)
-  axis.set_title(title)
-  axis.grid(alpha=0.3)
-  axis.legend(loc='lower right')
+  figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+  last_round = max((max(c) for c in curves.values() if c), default=0)
+  for axis, first_round in zip(axes, (0, last_round / 2)):
+    for label, by_round in curves.items():
+      rounds = sorted(r for r in by_round if r >= first_round)
+      values = [np.asarray(by_round[r], np.float64) for r in rounds]
+      line, = axis.plot(rounds, [v.mean() for v in values], marker='.',
+                        label=label)
+      axis.fill_between(rounds, [v.min() for v in values],
+                        [v.max() for v in values], color=line.get_color(),
+                        alpha=0.2)
+    axis.set_xlabel('round')
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+  axes[0].set_title(title)
+  axes[1].set_title(f'rounds {last_round / 2:g} to {last_round:g}')
+  axes[1].legend(loc='lower right')
   _save(figure, png_path)
   plt.close(figure)

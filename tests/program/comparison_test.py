@@ -1,0 +1,47 @@
+"""Verdicts of a comparison: direction per metric, and no overclaiming."""
+
+from tff_perfed.evaluation import summaries
+from tff_perfed.program import comparison
+
+
+def _result(accuracy_differences, loss_differences):
+  def scores(differences):
+    return {'A': [0.5] * len(differences),
+            'B': [0.5 + d for d in differences]}
+  by_metric = {'accuracy': scores(accuracy_differences),
+               'loss': scores(loss_differences)}
+  return comparison.ComparisonResult(
+      seeds=list(range(len(accuracy_differences))),
+      metrics=['accuracy', 'loss'],
+      scores=by_metric,
+      spreads={m: {k: summaries.spread(v) for k, v in s.items()}
+               for m, s in by_metric.items()},
+      differences={m: summaries.paired_difference(s['B'], s['A'])
+                   for m, s in by_metric.items()},
+      difference_labels=('B', 'A'),
+      curves={})
+
+
+def test_higher_accuracy_and_lower_loss_both_count_as_beating():
+  result = _result([0.010, 0.012, 0.011], [-0.02, -0.03, -0.025])
+  assert result.verdict().startswith('B beats A in personalized accuracy')
+  assert result.verdict('loss').startswith('B beats A in personalized loss')
+
+
+def test_an_interval_that_straddles_zero_is_no_clear_difference():
+  result = _result([0.02, -0.01, 0.015], [0.02, -0.03, 0.01])
+  assert result.verdict().startswith('No clear difference')
+  assert result.verdict('loss').startswith('No clear difference')
+
+
+def test_losing_is_called_losing():
+  result = _result([-0.010, -0.012, -0.011], [0.02, 0.03, 0.025])
+  assert result.verdict().startswith('B loses to A')
+  assert result.verdict('loss').startswith('B loses to A')
+
+
+def test_table_lists_every_arm_and_metric():
+  table = comparison.format_table(_result([0.01, 0.012], [-0.02, -0.03]))
+  for text in ('personalized accuracy', 'personalized loss', 'A ', 'B ',
+               'difference'):
+    assert text in table
