@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 
 from binaries import run_flags  # Sets TF's log level before TF is imported.
+from tff_perfed import validation
 from tff_perfed.program import comparison
 
 DEMO_FLAGFILE = os.path.join(os.path.dirname(__file__), 'configs',
@@ -48,7 +49,7 @@ def main() -> None:
   try:
     seeds = [int(seed) for seed in _DEMO_SEEDS.value]
   except ValueError as e:
-    raise run_flags.validation.ArgumentValueError(
+    raise validation.ArgumentValueError(
         'demo_seeds', 'a comma-separated list of non-negative ints',
         ','.join(_DEMO_SEEDS.value)) from e
   result = comparison.run_seed_comparison(
