@@ -20,7 +20,7 @@ class Color(enum.Enum):
 ])
 def test_real_checks_range_finiteness_and_type(value, error):
   with pytest.raises(error) as info:
-    validation.require_real('rate', value, minimum=0)
+    validation.require_real('rate', value)
   assert str(info.value) == (
       f'`rate` must be a non-negative finite number, got {value!r}.')
 

@@ -43,21 +43,13 @@ class ArgumentTypeError(ArgumentError, TypeError):
   """An argument of the wrong type."""
 
 
-def require_real(name: str, value: Any, *, minimum: float = -math.inf,
-                 strictly_above: bool = False) -> None:
-  """Checks that `value` is a finite real number >= (or >) `minimum`."""
-  if minimum == 0:
-    expected = ('a positive finite number' if strictly_above else
-                'a non-negative finite number')
-  elif minimum == -math.inf:
-    expected = 'a finite number'
-  else:
-    expected = (f'a finite number {">" if strictly_above else ">="} '
-                f'{minimum}')
+def require_real(name: str, value: Any, *, positive: bool = False) -> None:
+  """Checks that `value` is a finite real number, >= 0 (or > 0)."""
+  expected = ('a positive finite number' if positive else
+              'a non-negative finite number')
   if isinstance(value, bool) or not isinstance(value, numbers.Real):
     raise ArgumentTypeError(name, expected, value)
-  in_range = value > minimum if strictly_above else value >= minimum
-  if not (math.isfinite(value) and in_range):
+  if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
     raise ArgumentValueError(name, expected, value)
 
 

@@ -1,6 +1,7 @@
 """Verdicts of a comparison: direction per metric, and no overclaiming."""
 
-from tff_perfed.evaluation import summaries
+import pytest
+
 from tff_perfed.program import comparison
 
 
@@ -14,10 +15,6 @@ def _result(accuracy_differences, loss_differences):
       seeds=list(range(len(accuracy_differences))),
       metrics=['accuracy', 'loss'],
       scores=by_metric,
-      spreads={m: {k: summaries.spread(v) for k, v in s.items()}
-               for m, s in by_metric.items()},
-      differences={m: summaries.paired_difference(s['B'], s['A'])
-                   for m, s in by_metric.items()},
       difference_labels=('B', 'A'),
       curves={})
 
@@ -45,3 +42,10 @@ def test_table_lists_every_arm_and_metric():
   for text in ('personalized accuracy', 'personalized loss', 'A ', 'B ',
                'difference'):
     assert text in table
+
+
+def test_statistics_are_those_of_the_per_seed_scores():
+  result = _result([0.01, 0.03], [-0.02, -0.04])
+  assert result.spreads['accuracy']['B'].mean == pytest.approx(0.52)
+  assert result.differences['loss'].mean == pytest.approx(-0.03)
+  assert result.differences['accuracy'].num_positive == 2

@@ -29,9 +29,15 @@ def test_tff_local_cpp_context_is_replaced_by_an_owned_one(
   assert default_context.own_default_context()
   current = tff.framework.get_context_stack().current
   assert not default_context.is_tff_local_cpp_context(current)
+  runtime.shutdown_workers()  # Only the new context may start one now.
   add_one = tff.tensorflow.computation(_add_one, tff.TensorType(np.int32))
   assert add_one(1) == 2
-  assert runtime.running_worker_pids()  # The worker is one of ours.
+  # The worker that ran it is owned: started by local_cpp, and every
+  # worker child of this process is such a one.
+  owned = runtime.running_worker_pids()
+  assert len(owned) == 1
+  # pylint: disable-next=protected-access
+  assert default_context._child_workers() == owned
 
 
 def test_a_context_the_program_installed_is_left_alone(

@@ -32,7 +32,7 @@ class FedAvgParams:
 
   def __post_init__(self):
     validation.require_real('client_learning_rate', self.client_learning_rate,
-                            minimum=0, strictly_above=True)
+                            positive=True)
     validation.require_enum('client_weighting', self.client_weighting,
                             ClientWeighting)
 

@@ -64,14 +64,13 @@ class PerFedAvgParams:
   client_weighting: ClientWeighting = ClientWeighting.UNIFORM
 
   def __post_init__(self):
-    validation.require_real('inner_learning_rate', self.inner_learning_rate,
-                            minimum=0)
+    validation.require_real('inner_learning_rate', self.inner_learning_rate)
     validation.require_real('outer_learning_rate', self.outer_learning_rate,
-                            minimum=0, strictly_above=True)
+                            positive=True)
     validation.require_enum('hessian_mode', self.hessian_mode, HessianMode)
     validation.require_int('local_steps', self.local_steps, minimum=1)
     validation.require_real('hessian_free_delta', self.hessian_free_delta,
-                            minimum=0, strictly_above=True)
+                            positive=True)
     validation.require_enum('client_weighting', self.client_weighting,
                             ClientWeighting)
 

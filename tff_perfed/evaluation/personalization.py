@@ -55,7 +55,7 @@ class PersonalizationParams:
   def __post_init__(self):
     validation.require_int('personalization_steps',
                            self.personalization_steps, minimum=0)
-    validation.require_real('learning_rate', self.learning_rate, minimum=0)
+    validation.require_real('learning_rate', self.learning_rate)
     validation.require_int('adaptation_draws', self.adaptation_draws,
                            minimum=1)
 

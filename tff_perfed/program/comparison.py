@@ -64,19 +64,32 @@ class ComparisonResult:
     seeds: The seeds, in order.
     metrics: The metrics compared; the first decides the verdict.
     scores: `{metric: {arm label: [score per seed]}}`.
-    spreads: `{metric: {arm label: Spread over seeds}}`.
-    differences: `{metric: PairedDifference}` of the last two arms (e.g.
-      Per-FedAvg + 1 step minus FedAvg + 1 step).
     difference_labels: `(last arm, the one before)`: whose difference it is.
     curves: `{arm label: {round: [first metric per seed]}}`.
+    confidence: Confidence level of the differences' intervals.
   """
   seeds: List[int]
   metrics: Sequence[str]
   scores: Dict[str, Dict[str, List[float]]]
-  spreads: Dict[str, Dict[str, summaries.Spread]]
-  differences: Dict[str, summaries.PairedDifference]
   difference_labels: Sequence[str]
   curves: Dict[str, Dict[int, List[float]]]
+  confidence: float = 0.95
+
+  @property
+  def spreads(self) -> Dict[str, Dict[str, summaries.Spread]]:
+    """`{metric: {arm label: Spread over seeds}}`."""
+    return {metric: {label: summaries.spread(values)
+                     for label, values in by_arm.items()}
+            for metric, by_arm in self.scores.items()}
+
+  @property
+  def differences(self) -> Dict[str, summaries.PairedDifference]:
+    """`{metric: PairedDifference}` of the last two arms (e.g. Per-FedAvg +
+    1 step minus FedAvg + 1 step), paired by seed."""
+    first, second = self.difference_labels
+    return {metric: summaries.paired_difference(
+        by_arm[first], by_arm[second], confidence=self.confidence)
+            for metric, by_arm in self.scores.items()}
 
   def verdict(self, metric: Optional[str] = None) -> str:
     """One sentence saying what the seeds support for `metric`."""
@@ -114,13 +127,11 @@ class ComparisonResult:
     }
 
 
-def _evaluated_rounds(metrics_csv_path: str,
-                      metric: str) -> Dict[int, float]:
-  return {
-      int(row['round_num']): float(row[metric])
-      for row in outputs.read_csv_rows(metrics_csv_path)
-      if row.get(metric) not in (None, '')
-  }
+def _evaluated_rounds(rows: Sequence[Dict[str, str]],
+                      column: str) -> Dict[int, float]:
+  """`{round: value}` of one column of metrics.csv, in evaluated rounds."""
+  return {int(row['round_num']): float(row[column])
+          for row in rows if row.get(column) not in (None, '')}
 
 
 def format_table(result: ComparisonResult) -> str:
@@ -200,33 +211,27 @@ def run_seed_comparison(base_config: run_config_lib.RunConfig, *,
         dataset = experiment.load_dataset(config)
       experiment.run_experiment(config, dataset=dataset,
                                 show_progress=show_progress)
-      metrics_path = os.path.join(config.output_dir, outputs.METRICS_FILE)
+      rows = outputs.read_csv_rows(
+          os.path.join(config.output_dir, outputs.METRICS_FILE))
       for arm in arms:
         if arm.algorithm != algorithm:
           continue
         for metric in metrics:
           curve = _evaluated_rounds(
-              metrics_path, personalization.metric_name(metric, arm.steps))
+              rows, personalization.metric_name(metric, arm.steps))
           last = [curve[r] for r in sorted(curve)[-final_evaluations:]]
           scores[metric][arm.label].append(float(np.mean(last)))
           if metric == metrics[0]:
             for round_num, value in curve.items():
               curves[arm.label].setdefault(round_num, []).append(value)
 
-  second, first = arms[-2].label, arms[-1].label
   result = ComparisonResult(
       seeds=list(seeds),
       metrics=list(metrics),
       scores=scores,
-      spreads={m: {label: summaries.spread(v)
-                   for label, v in scores[m].items()} for m in metrics},
-      differences={
-          m: summaries.paired_difference(
-              scores[m][first], scores[m][second], confidence=confidence)
-          for m in metrics
-      },
-      difference_labels=(first, second),
-      curves=curves)
+      difference_labels=(arms[-1].label, arms[-2].label),
+      curves=curves,
+      confidence=confidence)
   outputs.write_json(
       os.path.join(output_dir, SUMMARY_FILE),
       dict(result.to_json(), final_evaluations=final_evaluations,

@@ -168,7 +168,7 @@ def run_experiment(config: RunConfig, *,
       dataset.test,
       eval_ids,
       batch_size=config.batch_size,
-      num_adaptation_batches=(max(config.personalization_steps, 1) *
+      num_adaptation_batches=(config.personalization_steps *
                               config.adaptation_draws),
       test_batch_size=task.eval_batch_size,
       seed=evaluation_seed)
@@ -190,8 +190,9 @@ def run_experiment(config: RunConfig, *,
   def evaluate_fn(model_weights, round_num):
     rows = personalization.per_client_metrics(
         evaluate(model_weights, eval_train, eval_test))
-    last_evaluation.update(round=round_num, rows=rows)
-    return summaries.summarize(rows)
+    summary = summaries.summarize(rows)
+    last_evaluation.update(round=round_num, rows=rows, summary=summary)
+    return summary
 
   metrics_path = os.path.join(output_dir, outputs.METRICS_FILE)
   release_managers = [
@@ -226,8 +227,7 @@ def run_experiment(config: RunConfig, *,
   if last_evaluation.get('round') != config.rounds:
     # Resumed after the last round: score the final model again.
     evaluate_fn(process.get_model_weights(state), config.rounds)
-  rows = last_evaluation['rows']
-  summary = summaries.summarize(rows)
+  rows, summary = last_evaluation['rows'], last_evaluation['summary']
   outputs.write_clients_csv(
       os.path.join(output_dir, outputs.CLIENTS_FILE), eval_ids, rows)
   plots.plot_run_accuracy(
