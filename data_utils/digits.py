@@ -98,4 +98,5 @@ TASK = federated_dataset.Task(
     load=load,
     build_model=lambda seed: models.build_mlp(
         input_dim=INPUT_DIM, num_classes=NUM_CLASSES, seed=seed),
-    num_classes=NUM_CLASSES)
+    num_classes=NUM_CLASSES,
+    image_shape=(8, 8, 1))

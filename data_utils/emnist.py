@@ -69,7 +69,8 @@ def _task(name: str, num_classes: int, summary: str) -> federated_dataset.Task:
       build_model=lambda seed: models.build_emnist_cnn(
           num_classes=num_classes, seed=seed),
       num_classes=num_classes,
-      data_file=FILE_NAME)
+      data_file=FILE_NAME,
+      image_shape=(28, 28, 1))
 
 
 EMNIST_TASK = _task('emnist', 62, 'Federated EMNIST, 62 classes (3,400 '

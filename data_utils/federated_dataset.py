@@ -8,7 +8,7 @@ every registered task.
 """
 
 import dataclasses
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import tensorflow_federated as tff
 
@@ -51,6 +51,14 @@ class Task:
     num_classes: Number of classes (vocabulary size for character models).
     eval_batch_size: Batch size for scoring test splits.
     data_file: The file `load` reads from `data_dir`, or None.
+    image_shape: (height, width, channels) of an image task's examples (its
+      `x` may be stored flattened); the diversity scenario
+      (`data_utils.diversity`) pools, re-partitions and augments them.
+    text_reserved_tokens: For a character task, the ids (padding,
+      out-of-vocabulary, begin, end) that the diversity scenario's
+      substitution ciphers leave in place.
+    build_split_model: `build_split_model(seed) -> models.SplitModel`, the
+      model cut into a Gaussian encoder and a head, for AFML.
   """
   name: str
   summary: str
@@ -59,3 +67,6 @@ class Task:
   num_classes: int
   eval_batch_size: int = 256
   data_file: Optional[str] = None
+  image_shape: Optional[Tuple[int, int, int]] = None
+  text_reserved_tokens: Optional[Tuple[int, ...]] = None
+  build_split_model: Optional[Callable[[int], object]] = None

@@ -96,4 +96,6 @@ TASK = federated_dataset.Task(
     build_model=lambda seed: models.build_char_lstm(
         vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed),
     num_classes=SHAKESPEARE_VOCAB_SIZE,
-    data_file=FILE_NAME)
+    data_file=FILE_NAME,
+    text_reserved_tokens=(models.PAD_TOKEN, SHAKESPEARE_OOV, SHAKESPEARE_BOS,
+                          SHAKESPEARE_EOS))
