@@ -1,7 +1,8 @@
 """TFF's Shakespeare baseline: character embedding, stacked LSTMs, logits.
 
 Embedding 8, two LSTM layers of 256 units, dense over the vocabulary; the
-padding id is masked out of loss and metrics.
+padding id is masked out of loss and metrics. `build_char_lstm_split` cuts
+it for AFML before the logits (`tff_perfed.models.split`).
 """
 
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_perfed.models import functional
+from tff_perfed.models import split
 
 
 def _lstm_layer(inputs: tf.Tensor, kernel: tf.Tensor, recurrent: tf.Tensor,
@@ -85,3 +87,44 @@ def build_char_lstm(*,
       tf.TensorSpec([None, None], tf.int32),
       tf.TensorSpec([None, None], tf.int32),
       mask_padding=True)
+
+
+def build_char_lstm_split(*,
+                          vocab_size: int,
+                          seed: int,
+                          embedding_dim: int = 8,
+                          lstm_units: int = 256,
+                          num_lstm_layers: int = 2) -> split.SplitModel:
+  """`build_char_lstm` cut before its dense logits, for AFML.
+
+  The encoder is the embedding and the LSTMs, whose last output is z_mean
+  [batch, time, lstm_units], plus the log-scale map; the head is the dense
+  logits (padding masked). At the means it computes `build_char_lstm` with
+  the same seed.
+  """
+  whole = build_char_lstm(vocab_size=vocab_size, seed=seed,
+                          embedding_dim=embedding_dim, lstm_units=lstm_units,
+                          num_lstm_layers=num_lstm_layers)
+  weights, _ = whole.initial_weights
+  num_encoder = 1 + 3 * num_lstm_layers
+
+  def encode(theta, x):
+    h = tf.gather(theta[0], tf.cast(x, tf.int32))
+    for layer in range(num_lstm_layers):
+      kernel, recurrent, bias = theta[1 + 3 * layer:4 + 3 * layer]
+      h = _lstm_layer(h, kernel, recurrent, bias)
+    return split.gaussian_output(h, theta[-2], theta[-1])
+
+  def head_predict(w, z):
+    return tf.einsum('btu,uv->btv', z, w[0]) + w[1]
+
+  encoder = split.GaussianEncoder(
+      initial_weights=(tuple(weights[:num_encoder]) +
+                       split.log_scale_weights(lstm_units)),
+      encode=encode,
+      input_spec=tf.TensorSpec([None, None], tf.int32))
+  head = split.head_model(tuple(weights[num_encoder:]), head_predict,
+                          tf.TensorSpec([None, None, lstm_units], tf.float32),
+                          tf.TensorSpec([None, None], tf.int32),
+                          mask_padding=True)
+  return split.SplitModel(encoder, head)
