@@ -7,6 +7,7 @@ Adding a dataset is one module under `data_utils/` that defines a
 
 from typing import Dict, Mapping, Sequence
 
+from data_utils import cifar100
 from data_utils import digits
 from data_utils import emnist
 from data_utils import federated_dataset
@@ -24,6 +25,7 @@ TASKS: Mapping[str, federated_dataset.Task] = _registry(
     emnist.EMNIST_TASK,
     emnist.EMNIST10_TASK,
     shakespeare.TASK,
+    cifar100.TASK,
 )
 
 

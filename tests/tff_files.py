@@ -3,8 +3,10 @@
 Tables `examples(split_name, client_id, serialized_example_proto)` and
 `client_metadata(client_id, split_name, num_examples)`, as in
 `emnist_all.sqlite` (splits digits_only_train/test, all_train/test; features
-`pixels` float [28, 28], `label` int64) and `shakespeare.sqlite` (splits
-train/test; feature `snippets` string).
+`pixels` float [28, 28], `label` int64), `shakespeare.sqlite` (splits
+train/test; feature `snippets` string) and `cifar100.sqlite` (splits
+train/test; features `image` int64 [32, 32, 3], `label` and `coarse_label`
+int64).
 """
 
 import os
@@ -78,3 +80,33 @@ def write_shakespeare(data_dir, num_clients=6, snippets_per_client=3, seed=0):
   path = os.path.join(data_dir, 'shakespeare.sqlite')
   _write(path, rows)
   return path
+
+
+def _cifar100_proto(image, label):
+  return tf.train.Example(features=tf.train.Features(feature={
+      'coarse_label': tf.train.Feature(int64_list=tf.train.Int64List(
+          value=[label // 5])),
+      'image': tf.train.Feature(int64_list=tf.train.Int64List(
+          value=image.reshape(-1).tolist())),
+      'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+  })).SerializeToString()
+
+
+def write_cifar100(data_dir, num_clients=4, examples_per_client=10, seed=0):
+  """cifar100.sqlite; returns {(split, client): [(image uint8, label)]}.
+
+  As in TFF's file, the test split's clients are other clients than the
+  train split's (here ids `test_0`, ... against `0`, ...).
+  """
+  rng = np.random.default_rng(seed)
+  rows, examples = [], {}
+  for split, prefix in (('train', ''), ('test', 'test_')):
+    for c in range(num_clients):
+      client = f'{prefix}{c}'
+      for _ in range(examples_per_client):
+        image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        label = int(rng.integers(100))
+        rows.append((split, client, _cifar100_proto(image, label)))
+        examples.setdefault((split, client), []).append((image, label))
+  _write(os.path.join(data_dir, 'cifar100.sqlite'), rows)
+  return examples

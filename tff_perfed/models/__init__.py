@@ -2,6 +2,7 @@
 
 * `build_mlp`: the Per-FedAvg paper's MLP (80 and 60 ELU units).
 * `build_emnist_cnn`: TFF's EMNIST baseline CNN.
+* `build_cifar_cnn`: a small CNN for CIFAR-100 (two conv blocks, dense 128).
 * `build_char_lstm`: TFF's Shakespeare character LSTM, padding masked.
 * `build_*_split`: the same models cut into a Gaussian encoder and a head
   for AFML (`split.SplitModel`; `split.evaluation_model`).
@@ -13,6 +14,8 @@ from tff_perfed.models import functional
 from tff_perfed.models import split
 from tff_perfed.models.char_lstm import build_char_lstm
 from tff_perfed.models.char_lstm import build_char_lstm_split
+from tff_perfed.models.cifar_cnn import build_cifar_cnn
+from tff_perfed.models.cifar_cnn import build_cifar_cnn_split
 from tff_perfed.models.emnist_cnn import build_emnist_cnn
 from tff_perfed.models.emnist_cnn import build_emnist_cnn_split
 from tff_perfed.models.keras import from_keras
