@@ -7,6 +7,10 @@ Public API:
     function.
   * `build_fedavg`, `FedAvgParams`: the FedAvg baseline (TFF's
     `build_weighted_fed_avg`).
+  * `build_afml`, `AfmlParams`: AFML (adaptive federated meta-learning) on
+    models split into a Gaussian encoder and a head (`models.SplitModel`);
+    `afml.afml_gradients`: its gradients (eq. 4, Algorithm 1), a pure TF
+    function.
   * `build_personalization_eval`: per-client scores after k = 0..K steps.
   * `models`: built-in models and `models.from_keras` for Keras models.
   * `runtime`: execution contexts; `runtime.set_local_execution_context()`.
@@ -25,9 +29,12 @@ from tff_perfed import runtime
 runtime.own_default_context()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from tff_perfed import afml
 from tff_perfed import models
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
+from tff_perfed.algorithms.afml import AfmlParams
+from tff_perfed.algorithms.afml import build_afml
 from tff_perfed.algorithms.fedavg import build_fedavg
 from tff_perfed.algorithms.fedavg import FedAvgParams
 from tff_perfed.algorithms.meta_gradients import HessianMode

@@ -79,7 +79,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
-def test_flat_names_keep_client_work_and_evaluation_without_prefixes():
+def test_flat_names_keep_client_work_and_evaluation_without_prefixes_and_finalizer_with():
   flat = training_loop.flatten_round_metrics(collections.OrderedDict(
       distributor=(),
       client_work=collections.OrderedDict(
@@ -94,4 +94,5 @@ def test_flat_names_keep_client_work_and_evaluation_without_prefixes():
   assert flat == pytest.approx({
       'train/loss': 1.5, 'train/accuracy': 0.25,
       'num_non_finite_updates': 0.0, 'round_seconds': 0.5,
+      'finalizer/update_non_finite': 0.0,
       'personalized_accuracy@1': 0.9, 'evaluation_seconds': 0.1})

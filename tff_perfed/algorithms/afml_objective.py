@@ -125,11 +125,15 @@ def representation(encode_fn: EncodeFn, encoder_weights: Sequence[tf.Tensor],
                   ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """`(z, z_mean, z_log_scale)`; z = z_mean + exp(z_log_scale) * z_noise.
 
-  Without `z_noise`, z is z_mean.
+  Without `z_noise`, z is z_mean. `z_noise` is a tensor shaped like z, or a
+  callable `z_noise(shape) -> tensor` (the learning process draws its
+  stateless noise that way, since z's shape is known only after encoding).
   """
   z_mean, z_log_scale = encode_fn(tuple(encoder_weights), x)
   if z_noise is None:
     return z_mean, z_mean, z_log_scale
+  if callable(z_noise):
+    z_noise = z_noise(tf.shape(z_mean))
   z = z_mean + tf.exp(z_log_scale) * tf.cast(z_noise, z_mean.dtype)
   return z, z_mean, z_log_scale
 
@@ -157,8 +161,9 @@ def afml_client_gradients(encode_fn: EncodeFn,
     query: The query batch D'.
     inner_learning_rate: eta, the head's inner step.
     alpha: The weight of L_ENC and L_CONS.
-    support_z_noise: Standard normal noise shaped like z on D, or None.
-    query_z_noise: Standard normal noise shaped like z on D', or None.
+    support_z_noise: Standard normal noise shaped like z on D (a tensor or
+      a callable of the shape; see `representation`), or None.
+    query_z_noise: The same for z on D'.
 
   Returns:
     `(head_gradient, encoder_gradient, losses)`: g_c; the gradient of

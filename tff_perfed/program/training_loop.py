@@ -51,11 +51,14 @@ def flatten_round_metrics(value: Mapping[str, Any]) -> Dict[str, float]:
   The client work's measurements keep their nested names without prefix
   (`train/loss`, `num_non_finite_updates`), evaluation metrics lose TFF's
   `evaluation/` prefix, TFF's timings become `round_seconds` and
-  `evaluation_seconds` (the latter only in rounds that were evaluated), and
-  the distributor's, aggregator's and finalizer's measurements are left out.
+  `evaluation_seconds` (the latter only in rounds that were evaluated), the
+  finalizer's measurements are prefixed `finalizer/` (AFML reports its
+  server-side loss term there), and the distributor's and aggregator's are
+  left out.
   """
   flat: Dict[str, float] = {}
   _flatten('', value.get('client_work', {}), flat)
+  _flatten('finalizer', value.get('finalizer', {}), flat)
   if _TFF_TRAINING_TIME in value:
     flat[ROUND_SECONDS] = float(value[_TFF_TRAINING_TIME])
   evaluation = {
