@@ -45,8 +45,8 @@ flags.DEFINE_enum(
     '; '.join(f'{t.name}: {t.summary}' for t in tasks.TASKS.values()))
 flags.DEFINE_string(
     'data_dir', None, 'Directory with the dataset\'s TFF SQLite file '
-    '(emnist_all.sqlite, shakespeare.sqlite); not needed for digits or '
-    'synthetic data.')
+    '(emnist_all.sqlite, shakespeare.sqlite, cifar100.sqlite); not needed '
+    'for digits or synthetic data.')
 flags.DEFINE_bool('use_synthetic_data', False,
                   'Random data of the dataset\'s structure.')
 flags.DEFINE_integer('rounds', 100, 'Total training rounds (a rerun with more '
@@ -55,8 +55,8 @@ flags.DEFINE_integer('clients_per_round', 10, 'Clients sampled per round.')
 flags.DEFINE_integer('local_steps', 4, 'tau: local steps per round.')
 flags.DEFINE_float(
     'alpha', 0.02, 'Inner (adaptation) step: Per-FedAvg\'s alpha (0 reduces '
-    'it to FedAvg), and the step of the personalization SGD at evaluation '
-    'for every algorithm.')
+    'it to FedAvg), AFML\'s inner step on the head, and the step of the '
+    'personalization SGD at evaluation for every algorithm.')
 flags.DEFINE_float(
     'beta', 0.05, 'Local step: Per-FedAvg\'s beta (eq. 8), FedAvg\'s client '
     'SGD learning rate.')
@@ -67,6 +67,16 @@ flags.DEFINE_enum_class(
     case_sensitive=False)
 flags.DEFINE_float('hessian_free_delta', 1e-3,
                    'd of the Hessian-free central difference.')
+flags.DEFINE_float('afml_alpha', 1e-3, 'AFML: weight of L_ENC and L_CONS '
+                   '(eq. 4); 0 switches them off.')
+flags.DEFINE_float('afml_beta', 1e-6, 'AFML: weight of L_CMPX (eq. 4); 0 '
+                   'switches it off.')
+flags.DEFINE_float('head_learning_rate', 0.1,
+                   'AFML: server step eta_1 on the head (Algorithm 1, line 9).')
+flags.DEFINE_float('encoder_learning_rate', 0.1, 'AFML: server step eta_2 on '
+                   'the encoder\'s mean and scale (Algorithm 1, line 10).')
+flags.DEFINE_float('initial_encoder_scale', 1e-3,
+                   'AFML: sigma of every encoder weight at the start.')
 flags.DEFINE_integer('batch_size', 10, 'Size of D (every FedAvg batch).')
 flags.DEFINE_integer('batch_size_prime', None,
                      "Size of D'; default --batch_size.")
@@ -77,6 +87,13 @@ flags.DEFINE_integer('personalization_steps', 5,
 flags.DEFINE_integer(
     'adaptation_draws', 1, 'R: each evaluated client adapts R times on '
     'independently shuffled batches; scores are the mean over draws.')
+flags.DEFINE_float(
+    'diversity_zeta', None, 'The AFML paper\'s diversity scenario: pool and '
+    're-partition the data with Dirichlet class proportions; a fraction '
+    '1 - zeta of the clients relabel and augment their data (text: a '
+    'substitution cipher). Unset keeps the dataset\'s own split.')
+flags.DEFINE_float('dirichlet_concentration', 0.5, 'The diversity scenario\'s '
+                   'Dirichlet parameter of each client\'s class proportions.')
 flags.DEFINE_integer('eval_every', 10, 'Evaluate every this many rounds '
                      '(round 0 and the last round always).')
 flags.DEFINE_integer(

@@ -99,4 +99,6 @@ TASK = federated_dataset.Task(
     build_model=lambda seed: models.build_mlp(
         input_dim=INPUT_DIM, num_classes=NUM_CLASSES, seed=seed),
     num_classes=NUM_CLASSES,
-    image_shape=(8, 8, 1))
+    image_shape=(8, 8, 1),
+    build_split_model=lambda seed: models.build_mlp_split(
+        input_dim=INPUT_DIM, num_classes=NUM_CLASSES, seed=seed))

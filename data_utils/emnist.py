@@ -70,7 +70,9 @@ def _task(name: str, num_classes: int, summary: str) -> federated_dataset.Task:
           num_classes=num_classes, seed=seed),
       num_classes=num_classes,
       data_file=FILE_NAME,
-      image_shape=(28, 28, 1))
+      image_shape=(28, 28, 1),
+      build_split_model=lambda seed: models.build_emnist_cnn_split(
+          num_classes=num_classes, seed=seed))
 
 
 EMNIST_TASK = _task('emnist', 62, 'Federated EMNIST, 62 classes (3,400 '

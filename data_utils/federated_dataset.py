@@ -8,7 +8,7 @@ every registered task.
 """
 
 import dataclasses
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import tensorflow_federated as tff
 
@@ -26,11 +26,15 @@ class FederatedDataset:
     train: `ClientData` of unbatched `OrderedDict(x, y)` training examples.
     test: `ClientData` of test examples; same client ids as `train`.
     num_classes: Output size of the model (vocabulary size for Shakespeare).
+    partition: A JSON-serializable description of how the clients were
+      made, when a scenario re-partitioned them (runs write it to
+      `partition.json`), else None.
   """
   name: str
   train: tff.simulation.datasets.ClientData
   test: tff.simulation.datasets.ClientData
   num_classes: int
+  partition: Optional[Dict[str, Any]] = None
 
   @property
   def client_ids(self) -> List[str]:

@@ -98,4 +98,6 @@ TASK = federated_dataset.Task(
     num_classes=SHAKESPEARE_VOCAB_SIZE,
     data_file=FILE_NAME,
     text_reserved_tokens=(models.PAD_TOKEN, SHAKESPEARE_OOV, SHAKESPEARE_BOS,
-                          SHAKESPEARE_EOS))
+                          SHAKESPEARE_EOS),
+    build_split_model=lambda seed: models.build_char_lstm_split(
+        vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed))

@@ -3,8 +3,9 @@
 A run (`tff_perfed.program.RunConfig`, or the binaries' flags) has one set of
 settings: `alpha`, `beta`, `hessian_mode`, `local_steps`, the batch sizes...
 Each entry here says which of them become which field of the algorithm's
-hyperparameter dataclass, how to build its `LearningProcess`, and which
-batches one local step reads. Adding an algorithm is its module under
+hyperparameter dataclass, how to build its `LearningProcess`, which batches
+one local step reads, and whether it trains a whole model or one split into
+an encoder and a head (AFML), and so which model the evaluation adapts. Adding an algorithm is its module under
 `tff_perfed/algorithms/` plus one entry in `ALGORITHMS`.
 """
 
@@ -14,9 +15,10 @@ from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 import tensorflow_federated as tff
 
 from tff_perfed import validation
+from tff_perfed.algorithms import afml
 from tff_perfed.algorithms import fedavg
-from tff_perfed.algorithms import learning_utils
 from tff_perfed.algorithms import per_fedavg
+from tff_perfed.models import split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Algorithm:
       builder, returning a `tff.learning.templates.LearningProcess`.
     batch_sizes: `batch_sizes(run)`, the sizes of the batches one local step
       reads, in the order it reads them.
+    uses_split_model: The builder's `model_fn` returns a
+      `tff_perfed.models.SplitModel` (a task's `build_split_model`) instead
+      of a `FunctionalModel`.
   """
   name: str
   summary: str
@@ -40,6 +45,7 @@ class Algorithm:
   settings: Mapping[str, str]
   build: Callable[..., tff.learning.templates.LearningProcess]
   batch_sizes: Callable[[Any], Tuple[int, ...]]
+  uses_split_model: bool = False
 
   def params_from_run(self, run: Any) -> Any:
     """The validated hyperparameters a run's settings give.
@@ -51,9 +57,23 @@ class Algorithm:
     return validation.params_from_settings(self.params_type, self.settings,
                                            run, self.name)
 
-  def build_process(self, model_fn: learning_utils.ModelFn,
+  def build_process(self, model_fn: Callable[[], Any],
                     params: Any) -> tff.learning.templates.LearningProcess:
+    """The process; `model_fn` returns the model kind the entry trains."""
     return self.build(model_fn, **dataclasses.asdict(params))
+
+  def evaluation_model(self, model: Any) -> tff.learning.models.FunctionalModel:
+    """The model personalization adapts, on `get_model_weights(state)`.
+
+    A whole model as is; for a split model, the head with the encoder at its
+    mean (`split.evaluation_model`), which is what AFML's inner loop adapts.
+    """
+    return split.evaluation_model(model) if self.uses_split_model else model
+
+
+def _build_afml(model_fn: Callable[[], split.SplitModel], **params):
+  return afml.build_afml(lambda: model_fn().encoder, lambda: model_fn().head,
+                         **params)
 
 
 def _registry(*algorithms: Algorithm) -> Dict[str, Algorithm]:
@@ -84,6 +104,26 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         build=per_fedavg.build_per_fedavg,
         batch_sizes=lambda run: (run.batch_size, run.batch_size_prime,
                                  run.batch_size_double_prime)),
+    Algorithm(
+        name='afml',
+        summary='AFML: a Gaussian encoder and a head adapted by one inner '
+        'step alpha; eq. (4) regularizers weighted by afml_alpha, afml_beta; '
+        'server steps head_learning_rate, encoder_learning_rate.',
+        params_type=afml.AfmlParams,
+        settings={
+            'inner_learning_rate': 'alpha',
+            'alpha': 'afml_alpha',
+            'beta': 'afml_beta',
+            'head_learning_rate': 'head_learning_rate',
+            'encoder_learning_rate': 'encoder_learning_rate',
+            'local_steps': 'local_steps',
+            'initial_encoder_scale': 'initial_encoder_scale',
+            'noise_seed': 'noise_seed_value',
+        },
+        build=_build_afml,
+        # A support batch D, then a query batch D'.
+        batch_sizes=lambda run: (run.batch_size, run.batch_size_prime),
+        uses_split_model=True),
 )
 
 

@@ -12,7 +12,9 @@ managers, and writes the run's files to `config.output_dir`:
 * `flags.json`: the settings; a rerun whose settings differ in anything but
   `RunConfig.RESUMABLE_SETTINGS` is refused;
 * `clients.csv`, `summary.json`, `accuracy.png`: the last evaluation, per
-  client and summarized, and the accuracy curves (written atomically).
+  client and summarized, and the accuracy curves (written atomically);
+* `partition.json`: with `diversity_zeta`, how the scenario made the
+  clients (`data_utils.diversity`).
 
 Everything that can be checked before training is checked before
 `output_dir` is touched, so bad input never damages earlier results.
@@ -22,11 +24,12 @@ import dataclasses
 import json
 import os
 import tempfile
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow_federated as tff
 
 from data_utils import client_datasets
+from data_utils import diversity
 from data_utils import federated_dataset
 from data_utils import tasks
 from tff_perfed.algorithms import registry
@@ -103,19 +106,42 @@ def prepare_output_dir(config: RunConfig) -> bool:
 def load_dataset(config: RunConfig) -> federated_dataset.FederatedDataset:
   """The run's dataset, checked against `clients_per_round`.
 
+  With `diversity_zeta` set, the task's data re-partitioned as the
+  diversity scenario, its description in the dataset's `partition`.
+
   Raises:
     DatasetError: If the data cannot be loaded or has too few clients.
   """
   task = tasks.get(config.dataset)
+  partition_seed = config.seed_for(SeedKind.PARTITION)
   dataset = task.load(
       data_dir=config.data_dir,
       use_synthetic_data=config.use_synthetic_data,
-      seed=config.seed_for(SeedKind.PARTITION))
+      seed=partition_seed)
+  scenario = config.diversity_scenario()
+  if scenario is not None:
+    dataset, description = diversity.build_diversity_dataset(
+        dataset, task, scenario, seed=partition_seed)
+    dataset = dataclasses.replace(dataset, partition=description)
   if config.clients_per_round > len(dataset.client_ids):
     raise federated_dataset.DatasetError(
         f'clients_per_round={config.clients_per_round} exceeds the '
         f'{len(dataset.client_ids)} clients of {config.dataset}.')
   return dataset
+
+
+def model_builder(config: RunConfig) -> Callable[[], Any]:
+  """The no-argument model function the run's algorithm trains.
+
+  A whole `FunctionalModel`, or for an algorithm that trains a split model
+  (AFML) the task's `build_split_model` (`RunConfig` checks that the task
+  has one); both seeded by the model seed.
+  """
+  task = tasks.get(config.dataset)
+  model_seed = config.seed_for(SeedKind.MODEL)
+  if registry.get(config.algorithm).uses_split_model:
+    return lambda: task.build_split_model(model_seed)
+  return lambda: task.build_model(model_seed)
 
 
 def run_experiment(config: RunConfig, *,
@@ -145,14 +171,17 @@ def run_experiment(config: RunConfig, *,
     outputs.write_json(os.path.join(output_dir, outputs.CONFIG_FILE),
                        config.to_json())
 
+  if dataset.partition is not None:
+    outputs.write_json(os.path.join(output_dir, outputs.PARTITION_FILE),
+                       dataset.partition)
+
   task = tasks.get(config.dataset)
-  model_seed = config.seed_for(SeedKind.MODEL)
-  model_fn = lambda: task.build_model(model_seed)
   algorithm = registry.get(config.algorithm)
+  model_fn = model_builder(config)
   process = algorithm.build_process(model_fn, config.algorithm_params())
   evaluation_params = config.personalization_params()
   evaluate = personalization.build_personalization_eval(
-      model_fn(),
+      algorithm.evaluation_model(model_fn()),
       personalization_steps=evaluation_params.personalization_steps,
       learning_rate=evaluation_params.learning_rate,
       adaptation_draws=evaluation_params.adaptation_draws)

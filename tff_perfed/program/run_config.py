@@ -19,6 +19,7 @@ import enum
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from data_utils import client_datasets
+from data_utils import diversity
 from data_utils import tasks
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
@@ -35,6 +36,13 @@ PERSONALIZATION_SETTINGS = {
 }
 
 
+# How the run settings reach the diversity scenario's parameters.
+DIVERSITY_SETTINGS = {
+    'zeta': 'diversity_zeta',
+    'concentration': 'dirichlet_concentration',
+}
+
+
 class SeedKind(enum.Enum):
   """The kinds of randomness in a run, each with its own seed."""
   MODEL = 'model'  # Initial weights.
@@ -42,6 +50,7 @@ class SeedKind(enum.Enum):
   SAMPLING = 'sampling'  # Clients sampled each round.
   SHUFFLE = 'shuffle'  # Training batches (per round and client).
   EVALUATION = 'evaluation'  # Evaluated clients and adaptation batches.
+  NOISE = 'noise'  # AFML's encoder-weight and representation noise.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +65,15 @@ class RunConfig:
     rounds: Total training rounds (a rerun with more rounds resumes).
     clients_per_round: Clients sampled per round, without replacement.
     local_steps: tau, local steps per round.
-    alpha: Per-FedAvg's inner step; the personalization step of every
-      algorithm's evaluation.
+    alpha: The inner (adaptation) step: Per-FedAvg's alpha, AFML's eta on
+      the head, and the personalization step of every algorithm's
+      evaluation.
     beta: Per-FedAvg's outer step; FedAvg's client learning rate.
+    afml_alpha: AFML's weight of L_ENC and L_CONS (eq. 4).
+    afml_beta: AFML's weight of L_CMPX (eq. 4).
+    head_learning_rate: AFML's server step eta_1 on the head.
+    encoder_learning_rate: AFML's server step eta_2 on the encoder's tau.
+    initial_encoder_scale: AFML's sigma of every encoder weight at start.
     hessian_mode: Per-FedAvg's meta-gradient (`HessianMode`).
     hessian_free_delta: d of the Hessian-free central difference.
     batch_size: Size of D (and of every FedAvg batch).
@@ -66,6 +81,11 @@ class RunConfig:
     batch_size_double_prime: Size of D''; None means `batch_size`.
     personalization_steps: K, evaluated after k = 0..K adaptation steps.
     adaptation_draws: R, adaptations averaged per client at evaluation.
+    diversity_zeta: None keeps the dataset's own split; a value in [0, 1]
+      re-partitions it as the AFML paper's diversity scenario
+      (`data_utils.diversity`), with 1 - zeta of the clients relabelled and
+      augmented.
+    dirichlet_concentration: The scenario's Dirichlet parameter.
     eval_every: Rounds between evaluations (round 0 and the last round are
       always evaluated).
     num_eval_clients: A fixed seeded sample of clients to evaluate; 0 = all.
@@ -73,7 +93,8 @@ class RunConfig:
       always checkpointed).
     seed: The seed every kind of randomness derives its own from.
     model_seed, partition_seed, sampling_seed, shuffle_seed,
-      evaluation_seed: Pin one kind's seed (None: derived from `seed`).
+      evaluation_seed, noise_seed: Pin one kind's seed (None: derived from
+      `seed`).
     output_dir: Where results and checkpoints go.
   """
   algorithm: str = 'per_fedavg'
@@ -87,11 +108,18 @@ class RunConfig:
   beta: float = 0.05
   hessian_mode: HessianMode = HessianMode.FIRST_ORDER
   hessian_free_delta: float = 1e-3
+  afml_alpha: float = 1e-3
+  afml_beta: float = 1e-6
+  head_learning_rate: float = 0.1
+  encoder_learning_rate: float = 0.1
+  initial_encoder_scale: float = 1e-3
   batch_size: int = 10
   batch_size_prime: Optional[int] = None
   batch_size_double_prime: Optional[int] = None
   personalization_steps: int = 5
   adaptation_draws: int = 1
+  diversity_zeta: Optional[float] = None
+  dirichlet_concentration: float = 0.5
   eval_every: int = 10
   num_eval_clients: int = 0
   rounds_per_checkpoint: int = 1
@@ -101,6 +129,7 @@ class RunConfig:
   sampling_seed: Optional[int] = None
   shuffle_seed: Optional[int] = None
   evaluation_seed: Optional[int] = None
+  noise_seed: Optional[int] = None
   output_dir: str = 'runs/train'
 
   # Settings a resumed run may change: they do not alter what was computed.
@@ -110,6 +139,13 @@ class RunConfig:
   def __post_init__(self):
     validation.require_choice('algorithm', self.algorithm, registry.names())
     validation.require_choice('dataset', self.dataset, tasks.names())
+    if (registry.get(self.algorithm).uses_split_model and
+        tasks.get(self.dataset).build_split_model is None):
+      split_tasks = [name for name in tasks.names()
+                     if tasks.get(name).build_split_model is not None]
+      raise validation.ArgumentValueError(
+          'dataset', f'one of {", ".join(split_tasks)} (the datasets whose '
+          f'model is split for {self.algorithm})', self.dataset)
     for name in ('batch_size_prime', 'batch_size_double_prime'):
       if getattr(self, name) is None:
         object.__setattr__(self, name, self.batch_size)
@@ -129,9 +165,11 @@ class RunConfig:
     if self.data_dir is not None and not isinstance(self.data_dir, str):
       raise validation.ArgumentTypeError('data_dir', 'a directory path',
                                          self.data_dir)
-    # The algorithm's and the evaluation's own dataclasses validate the rest.
+    # The algorithm's, the evaluation's and the scenario's own dataclasses
+    # validate the rest.
     self.algorithm_params()
     self.personalization_params()
+    self.diversity_scenario()
 
   @classmethod
   def from_settings(cls, settings: Mapping[str, Any]) -> 'RunConfig':
@@ -157,6 +195,19 @@ class RunConfig:
     return validation.params_from_settings(
         personalization.PersonalizationParams, PERSONALIZATION_SETTINGS, self,
         'personalized evaluation')
+
+  def diversity_scenario(self) -> Optional[diversity.DiversityScenario]:
+    """The validated diversity scenario, or None for the dataset's split."""
+    if self.diversity_zeta is None:
+      return None
+    return validation.params_from_settings(
+        diversity.DiversityScenario, DIVERSITY_SETTINGS, self,
+        'diversity scenario')
+
+  @property
+  def noise_seed_value(self) -> int:
+    """The seed of AFML's noise (`seed_for(SeedKind.NOISE)`)."""
+    return self.seed_for(SeedKind.NOISE)
 
   def batch_sizes(self) -> Tuple[int, ...]:
     """Sizes of the batches one local step of the algorithm reads."""
