@@ -25,6 +25,12 @@ class Run:
   batch_size: int = 4
   batch_size_prime: int = 3
   batch_size_double_prime: int = 2
+  afml_alpha: float = 1e-3
+  afml_beta: float = 1e-6
+  head_learning_rate: float = 0.1
+  encoder_learning_rate: float = 0.1
+  initial_encoder_scale: float = 1e-3
+  noise_seed_value: int = 0
 
 
 def test_unknown_algorithm_fails_listing_the_known_ones():
@@ -66,8 +72,10 @@ def test_batch_layout_is_what_one_local_step_reads():
 @pytest.mark.parametrize('name', registry.names())
 def test_every_algorithm_builds_and_trains_from_run_settings(name):
   algorithm = registry.get(name)
-  model_fn = lambda: models.build_mlp(input_dim=3, num_classes=2, seed=0,
-                                      hidden_units=(4,))
+  build = (models.build_mlp_split if algorithm.uses_split_model else
+           models.build_mlp)
+  model_fn = lambda: build(input_dim=3, num_classes=2, seed=0,
+                           hidden_units=(4,))
   process = algorithm.build_process(model_fn, algorithm.params_from_run(Run()))
   rng = np.random.default_rng(0)
   sizes = algorithm.batch_sizes(Run()) * 2
@@ -81,3 +89,17 @@ def test_every_algorithm_builds_and_trains_from_run_settings(name):
   before = process.get_model_weights(state).trainable
   after = process.get_model_weights(process.next(state, [dataset]).state)
   assert any(not np.allclose(b, a) for b, a in zip(before, after.trainable))
+
+
+def test_afml_reads_its_own_settings_and_evaluates_the_head_on_the_encoder():
+  params = registry.get('afml').params_from_run(Run(alpha=0.03))
+  assert (params.inner_learning_rate, params.alpha, params.beta) == (
+      0.03, 1e-3, 1e-6)
+  split_model = models.build_mlp_split(input_dim=3, num_classes=2, seed=0,
+                                       hidden_units=(4,))
+  evaluated = registry.get('afml').evaluation_model(split_model)
+  assert len(evaluated.initial_weights[0]) == len(
+      split_model.head.initial_weights[0])
+  whole = models.build_mlp(input_dim=3, num_classes=2, seed=0,
+                           hidden_units=(4,))
+  assert registry.get('fedavg').evaluation_model(whole) is whole

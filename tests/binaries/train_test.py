@@ -41,12 +41,16 @@ def check_outputs(output_dir, summary, steps=2):
   assert os.listdir(os.path.join(output_dir, 'checkpoints'))
 
 
-@pytest.mark.parametrize('dataset', tasks.names())
 @pytest.mark.parametrize('algorithm', registry.names())
-def test_every_algorithm_trains_on_every_synthetic_dataset(
-    tmp_path, algorithm, dataset):
-  summary = run_train(tmp_path, f'--algorithm={algorithm}',
-                      f'--dataset={dataset}', '--use_synthetic_data')
+def test_every_algorithm_trains_on_the_embedded_digits(tmp_path, algorithm):
+  summary = run_train(tmp_path, f'--algorithm={algorithm}')
+  check_outputs(tmp_path, summary)
+
+
+@pytest.mark.parametrize('dataset', tasks.names())
+def test_every_synthetic_dataset_trains(tmp_path, dataset):
+  summary = run_train(tmp_path, '--algorithm=fedavg', f'--dataset={dataset}',
+                      '--use_synthetic_data')
   check_outputs(tmp_path, summary)
 
 
@@ -58,15 +62,34 @@ def test_every_hessian_mode_trains_on_the_embedded_digits(tmp_path, mode):
   check_outputs(tmp_path, summary)
 
 
-@pytest.mark.parametrize('dataset', ['emnist', 'emnist10', 'shakespeare'])
-def test_trains_on_tff_schema_files_in_data_dir(tmp_path, dataset):
+@pytest.mark.parametrize('algorithm,dataset', [
+    ('per_fedavg', 'emnist'), ('per_fedavg', 'emnist10'),
+    ('per_fedavg', 'shakespeare'), ('per_fedavg', 'cifar100'),
+    ('afml', 'shakespeare'), ('afml', 'cifar100')])
+def test_trains_on_tff_schema_files_in_data_dir(tmp_path, algorithm, dataset):
   data_dir = tmp_path / 'data'
   data_dir.mkdir()
   tff_files.write_emnist(str(data_dir))
   tff_files.write_shakespeare(str(data_dir))
-  summary = run_train(tmp_path / 'run', '--algorithm=per_fedavg',
+  tff_files.write_cifar100(str(data_dir))
+  summary = run_train(tmp_path / 'run', f'--algorithm={algorithm}',
                       f'--dataset={dataset}', f'--data_dir={data_dir}')
   check_outputs(tmp_path / 'run', summary)
+
+
+def test_afml_trains_in_the_diversity_scenario_and_writes_the_partition(
+    tmp_path):
+  summary = run_train(tmp_path, '--algorithm=afml', '--diversity_zeta=0.5')
+  check_outputs(tmp_path, summary)
+  with open(tmp_path / 'partition.json') as f:
+    partition = json.load(f)
+  assert partition['zeta'] == 0.5
+  assert sum(c['exclusive'] for c in partition['clients'].values()) == 25
+  with open(tmp_path / 'metrics.csv') as f:
+    header = f.readline().strip().split(',')
+  for name in ('train/loss', 'train/encoding_loss', 'train/consistency_loss',
+               'finalizer/complexity_loss'):
+    assert name in header
 
 
 def test_flagfile_settings_apply_and_the_command_line_overrides_them(tmp_path):

@@ -172,12 +172,8 @@ def build_afml_client_update(model: split.SplitModel, params: AfmlParams):
   `(ClientResult(update=OrderedDict(head=g_c, encoder=g_theta)), losses,
   is_non_finite)`, gradients and losses averaged over the pairs read.
   """
-  encoder, head = model.encoder, model.head
-
-  def head_loss_fn(head_weights, z, y):
-    output = head.predict_on_batch((tuple(head_weights), ()), z,
-                                   training=True)
-    return head.loss(output, y)
+  encoder = model.encoder
+  head_loss_fn = _head_loss_fn(model.head)
 
   @tf.function
   def client_update(head_weights, encoder_weights, round_key, dataset):
@@ -250,6 +246,34 @@ def build_afml_client_update(model: split.SplitModel, params: AfmlParams):
     return result, losses, weight, is_non_finite
 
   return client_update
+
+
+def local_step(model: split.SplitModel, params: AfmlParams):
+  """`(step, weights)`: one client pair, `step((head, theta), (D, D'))`.
+
+  The body of the client loop (`afml_client_gradients`, z at its mean) as
+  pure TF, for `tff_perfed.evaluation.costs.flops`.
+  """
+  head_loss_fn = _head_loss_fn(model.head)
+
+  def step(weights, batches):
+    head_weights, encoder_weights = weights
+    support, query = batches
+    return afml_objective.afml_client_gradients(
+        model.encoder.encode, head_loss_fn, encoder_weights, head_weights,
+        support, query, inner_learning_rate=params.inner_learning_rate,
+        alpha=params.alpha)
+
+  return step, (tuple(model.head.initial_weights[0]),
+                tuple(model.encoder.initial_weights))
+
+
+def _head_loss_fn(head: tff.learning.models.FunctionalModel):
+  def head_loss_fn(head_weights, z, y):
+    output = head.predict_on_batch((tuple(head_weights), ()), z,
+                                   training=True)
+    return head.loss(output, y)
+  return head_loss_fn
 
 
 def _broadcast_type(model: split.SplitModel):

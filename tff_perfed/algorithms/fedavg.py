@@ -15,6 +15,7 @@ import tensorflow_federated as tff
 
 from tff_perfed import validation
 from tff_perfed.algorithms import learning_utils
+from tff_perfed.algorithms import meta_gradients
 
 ClientWeighting = tff.learning.ClientWeighting
 
@@ -35,6 +36,23 @@ class FedAvgParams:
                             positive=True)
     validation.require_enum('client_weighting', self.client_weighting,
                             ClientWeighting)
+
+
+def local_step(model: learning_utils.FunctionalModel, params: FedAvgParams):
+  """`(step, weights)`: one client SGD step `step(weights, (D,))`, as pure TF.
+
+  TFF's client work runs the same step in its loop; this form is what
+  `tff_perfed.evaluation.costs.flops` counts.
+  """
+  loss_fn = learning_utils.batch_loss_fn(model)
+
+  def step(weights, batches):
+    (batch,) = batches
+    gradient = meta_gradients.loss_gradient(loss_fn, weights, batch)
+    return meta_gradients.sgd_step(weights, gradient,
+                                   params.client_learning_rate)
+
+  return step, tuple(model.initial_weights[0])
 
 
 def build_fedavg(

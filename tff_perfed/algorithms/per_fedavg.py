@@ -155,6 +155,26 @@ def build_per_fedavg_client_update(model: FunctionalModel,
   return client_update
 
 
+def local_step(model: FunctionalModel, params: PerFedAvgParams):
+  """`(step, weights)`: one local step of eq. (8), `step(w, (D, D', D''))`.
+
+  The body of the client loop as pure TF, for
+  `tff_perfed.evaluation.costs.flops`.
+  """
+  loss_fn = learning_utils.batch_loss_fn(model)
+
+  def step(weights, batches):
+    gradient = meta_gradients.per_fedavg_meta_gradient(
+        loss_fn, weights, batches,
+        inner_learning_rate=params.inner_learning_rate,
+        hessian_mode=params.hessian_mode,
+        hessian_free_delta=params.hessian_free_delta)
+    return meta_gradients.sgd_step(weights, gradient,
+                                   params.outer_learning_rate)
+
+  return step, tuple(model.initial_weights[0])
+
+
 def build_per_fedavg_client_work(
     model: FunctionalModel, params: PerFedAvgParams, *,
     metrics_aggregator) -> tff.learning.templates.ClientWorkProcess:

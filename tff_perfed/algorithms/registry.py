@@ -35,6 +35,9 @@ class Algorithm:
       builder, returning a `tff.learning.templates.LearningProcess`.
     batch_sizes: `batch_sizes(run)`, the sizes of the batches one local step
       reads, in the order it reads them.
+    local_step: `local_step(model, params) -> (step, weights)`: one client
+      step `step(weights, batches)` as pure TF on the batches of
+      `batch_sizes`, with example weights; what cost comparisons count.
     uses_split_model: The builder's `model_fn` returns a
       `tff_perfed.models.SplitModel` (a task's `build_split_model`) instead
       of a `FunctionalModel`.
@@ -45,6 +48,7 @@ class Algorithm:
   settings: Mapping[str, str]
   build: Callable[..., tff.learning.templates.LearningProcess]
   batch_sizes: Callable[[Any], Tuple[int, ...]]
+  local_step: Callable[[Any, Any], Tuple[Callable[..., Any], Any]]
   uses_split_model: bool = False
 
   def params_from_run(self, run: Any) -> Any:
@@ -88,7 +92,8 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         params_type=fedavg.FedAvgParams,
         settings={'client_learning_rate': 'beta'},
         build=fedavg.build_fedavg,
-        batch_sizes=lambda run: (run.batch_size,)),
+        batch_sizes=lambda run: (run.batch_size,),
+        local_step=fedavg.local_step),
     Algorithm(
         name='per_fedavg',
         summary='Per-FedAvg (Fallah et al. 2020): local meta-steps of '
@@ -103,7 +108,8 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         },
         build=per_fedavg.build_per_fedavg,
         batch_sizes=lambda run: (run.batch_size, run.batch_size_prime,
-                                 run.batch_size_double_prime)),
+                                 run.batch_size_double_prime),
+        local_step=per_fedavg.local_step),
     Algorithm(
         name='afml',
         summary='AFML: a Gaussian encoder and a head adapted by one inner '
@@ -123,6 +129,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         build=_build_afml,
         # A support batch D, then a query batch D'.
         batch_sizes=lambda run: (run.batch_size, run.batch_size_prime),
+        local_step=afml.local_step,
         uses_split_model=True),
 )
 

@@ -77,3 +77,120 @@ def plot_seed_curves(curves: Mapping[str, Mapping[int, Sequence[float]]],
   axes[1].legend(loc='lower right')
   _save(figure, png_path)
   plt.close(figure)
+
+
+def _by_arm_and_zeta(rows, column: str):
+  """`{arm: {zeta: [values over seeds]}}`, skipping empty values."""
+  grouped = {}
+  for row in rows:
+    value = row.get(column)
+    if value is None or value == '':
+      continue
+    grouped.setdefault(row['algorithm'], {}).setdefault(
+        float(row['zeta']), []).append(float(value))
+  return grouped
+
+
+def plot_sweep(rows: Sequence[Mapping[str, object]],
+               clients: Mapping[str, Mapping[str, Mapping[str, Sequence[
+                   float]]]], labels: Mapping[str, str], output_dir: str,
+               *, rounds: int) -> Sequence[str]:
+  """The diversity sweep's figures (AFML paper, Fig. 3, 4 and 5).
+
+  Writes to `output_dir` and returns the paths of:
+  `accuracy_vs_zeta.png` (Pers.1 and Pers.5, mean and std over seeds; 3a/b),
+  `rounds_to_target_vs_zeta.png` (3c/d; runs that never reach the target
+  are drawn at `rounds` with an x), `costs.png` (bytes per run and FLOPs per
+  client round; 4a), `clients.png` (per-client Pers.5 accuracy per zeta; 5)
+  and `fairness.png` (per-client Pers.5 vs local accuracy; 4b).
+  """
+  plt = _pyplot()
+  arms = list(dict.fromkeys(row['algorithm'] for row in rows))
+  paths = []
+
+  figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+  for axis, steps in zip(axes, (1, 5)):
+    grouped = _by_arm_and_zeta(rows, f'personalized_accuracy@{steps}')
+    for arm in arms:
+      zetas = sorted(grouped.get(arm, {}))
+      means = [np.mean(grouped[arm][z]) for z in zetas]
+      stds = [np.std(grouped[arm][z]) for z in zetas]
+      axis.errorbar(zetas, means, yerr=stds, marker='o', capsize=3,
+                    label=labels.get(arm, arm))
+    axis.set_xlabel('zeta (1 - diversity)')
+    axis.set_title(f'Pers.{steps}: accuracy after {steps} step(s)')
+    axis.grid(alpha=0.3)
+  axes[0].set_ylabel('mean personalized test accuracy')
+  axes[0].legend()
+  paths.append(os.path.join(output_dir, 'accuracy_vs_zeta.png'))
+  _save(figure, paths[-1])
+  plt.close(figure)
+
+  figure, axis = plt.subplots(figsize=(6, 4))
+  for arm in arms:
+    per_zeta = {}
+    for row in rows:
+      if row['algorithm'] == arm:
+        value = row.get('rounds_to_target')
+        per_zeta.setdefault(float(row['zeta']), []).append(
+            float(value) if value not in (None, '') else np.nan)
+    zetas = sorted(per_zeta)
+    reached = [np.nanmean(v) if not np.all(np.isnan(v)) else np.nan
+               for v in map(np.array, (per_zeta[z] for z in zetas))]
+    line = axis.plot(zetas, reached, marker='o', label=labels.get(arm, arm))
+    never = [z for z, r in zip(zetas, reached) if np.isnan(r)]
+    axis.plot(never, [rounds] * len(never), 'x', color=line[0].get_color(),
+              markersize=10)
+  axis.set_xlabel('zeta (1 - diversity)')
+  axis.set_ylabel('rounds to the target Pers.3 accuracy')
+  axis.set_title(f'x: not reached within {rounds} rounds')
+  axis.grid(alpha=0.3)
+  axis.legend()
+  paths.append(os.path.join(output_dir, 'rounds_to_target_vs_zeta.png'))
+  _save(figure, paths[-1])
+  plt.close(figure)
+
+  figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for axis, column, title in (
+      (axes[0], 'bytes_total', 'bytes per run (all clients, down + up)'),
+      (axes[1], 'flops_per_client_round', 'FLOPs per client and round')):
+    values = [np.mean([float(r[column]) for r in rows
+                       if r['algorithm'] == arm]) for arm in arms]
+    axis.bar([labels.get(arm, arm) for arm in arms], values)
+    axis.set_title(title)
+    axis.tick_params(axis='x', rotation=20)
+  paths.append(os.path.join(output_dir, 'costs.png'))
+  _save(figure, paths[-1])
+  plt.close(figure)
+
+  zetas = sorted({float(z) for arm in clients for z in clients[arm]})
+  figure, axes = plt.subplots(1, len(zetas), figsize=(4 * len(zetas), 4),
+                              sharey=True, squeeze=False)
+  for axis, zeta in zip(axes[0], zetas):
+    data = [clients[arm][f'{zeta:g}']['personalized'] for arm in arms
+            if f'{zeta:g}' in clients.get(arm, {})]
+    axis.boxplot(data, labels=[labels.get(a, a) for a in arms
+                               if f'{zeta:g}' in clients.get(a, {})])
+    axis.set_title(f'zeta = {zeta:g}: per-client Pers.5 accuracy')
+    axis.tick_params(axis='x', rotation=30)
+  paths.append(os.path.join(output_dir, 'clients.png'))
+  _save(figure, paths[-1])
+  plt.close(figure)
+
+  figure, axes = plt.subplots(1, len(zetas), figsize=(4 * len(zetas), 4),
+                              sharey=True, squeeze=False)
+  for axis, zeta in zip(axes[0], zetas):
+    for arm in arms:
+      entry = clients.get(arm, {}).get(f'{zeta:g}')
+      if entry:
+        axis.scatter(entry['local'], entry['personalized'], s=8, alpha=0.6,
+                     label=labels.get(arm, arm))
+    axis.plot([0, 1], [0, 1], color='gray', linewidth=1)
+    axis.set_xlabel('local model accuracy')
+    axis.set_title(f'zeta = {zeta:g} (above the line: beats local)')
+  axes[0][0].set_ylabel('personalized (Pers.5) accuracy')
+  axes[0][0].legend()
+  paths.append(os.path.join(output_dir, 'fairness.png'))
+  _save(figure, paths[-1])
+  plt.close(figure)
+  return paths

@@ -1,0 +1,331 @@
+"""The AFML paper's comparison over the diversity scenario (section 5).
+
+For every zeta in a list and every seed, the data is re-partitioned as the
+diversity scenario (`data_utils.diversity`, seeded by the run's partition
+seed) and each algorithm of the comparison set is trained with the same
+budget (rounds, clients per round, local steps, batch size; a local step
+reads one batch for FedAvg, (D, D', D'') for Per-FedAvg, (D, D') for AFML):
+
+* FedAvg-FT (`fedavg`), fine-tuned at evaluation (Jiang et al. 2019);
+* FedPer-Meta (`per_fedavg`, first order; Fallah et al. 2020);
+* FedMAML (`per_fedavg --hessian_mode=exact`: the full MAML meta-gradient).
+  The paper cites Deng et al. (2020), "Adaptive personalized federated
+  learning", for FedMAML, which is APFL, not a MAML method; we read the name
+  as federated MAML, i.e. Per-FedAvg with the exact Hessian term;
+* AFML (`afml`).
+
+Every client is evaluated. For each run the sweep records:
+
+* `personalized_accuracy@1`, `@5` (Pers.1, Pers.5): mean over clients of
+  the test accuracy after 1 and 5 personalization steps of the final model
+  (every algorithm adapts what it was trained to adapt: all weights for the
+  baselines, the head for AFML);
+* `rounds_to_target`: the first evaluated round whose Pers.3 accuracy
+  reaches `target_accuracy` (Fig. 3c/d), empty if never;
+* bytes: `bytes_down_per_client_round` / `bytes_up_per_client_round` from
+  the TFF type signatures of the compiled round
+  (`tff_perfed.evaluation.costs.communication_bytes`), `bytes_total` for the
+  whole run and `bytes_to_target` up to `rounds_to_target` (Fig. 4a);
+* `flops_per_client_round`: TF's profiler on one local step (the algorithm
+  registry's `local_step`) times `local_steps`; what the profiler counts is
+  in `costs.flops`;
+* `fairness`: the fraction of clients whose Pers.5 accuracy beats a model
+  trained from the same initial weights on their own data only, with plain
+  SGD (step `beta`) for `local_model_steps` steps (default: rounds times
+  local steps, as many steps as the global model took), and
+  `local_accuracy`, those local models' mean (Fig. 4b, 5).
+
+Per-client numbers go to `clients.json` for the distribution plots.
+"""
+
+import collections
+import csv
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from data_utils import client_datasets
+from data_utils import tasks
+from tff_perfed import validation
+from tff_perfed.algorithms import registry
+from tff_perfed.evaluation import costs
+from tff_perfed.evaluation import local_models
+from tff_perfed.evaluation import personalization
+from tff_perfed.program import experiment
+from tff_perfed.program import outputs
+from tff_perfed.program import run_config as run_config_lib
+
+HessianMode = run_config_lib.HessianMode
+SeedKind = run_config_lib.SeedKind
+
+SWEEP_FILE = 'sweep.csv'
+CLIENTS_FILE = 'clients.json'
+TARGET_METRIC = personalization.metric_name('accuracy', 3)  # Pers.3.
+FAIRNESS_METRIC = personalization.metric_name('accuracy', 5)  # Pers.5.
+COLUMNS = ('algorithm', 'zeta', 'seed', 'personalized_accuracy@1',
+           'personalized_accuracy@5', 'rounds_to_target',
+           'bytes_down_per_client_round', 'bytes_up_per_client_round',
+           'bytes_total', 'bytes_to_target', 'flops_per_client_round',
+           'fairness', 'local_accuracy', 'rounds')
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepArm:
+  """One algorithm of the comparison set.
+
+  Attributes:
+    name: Its name in `sweep.csv`'s `algorithm` column and in directories.
+    label: The paper's name, for plots.
+    algorithm: The registered algorithm.
+    settings: Run settings it overrides (e.g. `hessian_mode`).
+  """
+  name: str
+  label: str
+  algorithm: str
+  settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+COMPARISON_SET = (
+    SweepArm('fedavg_ft', 'FedAvg-FT', 'fedavg'),
+    SweepArm('fedper_meta', 'FedPer-Meta', 'per_fedavg',
+             {'hessian_mode': HessianMode.FIRST_ORDER}),
+    SweepArm('fedmaml', 'FedMAML', 'per_fedavg',
+             {'hessian_mode': HessianMode.EXACT}),
+    SweepArm('afml', 'AFML', 'afml'),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+  """What a sweep measured.
+
+  Attributes:
+    rows: One dict per (arm, zeta, seed) with `COLUMNS`.
+    clients: `{arm name: {zeta: {'personalized': [...], 'local': [...]}}}`,
+      per-client Pers.5 and local accuracies pooled over seeds.
+  """
+  rows: List[Dict[str, Any]]
+  clients: Dict[str, Dict[str, Dict[str, List[float]]]]
+
+
+def _example_batches(dataset, client_id: str, batch_sizes: Sequence[int]):
+  batches = client_datasets.cycled_batches(
+      dataset.train.create_tf_dataset_for_client(client_id),
+      batch_sizes=batch_sizes, num_batches=len(batch_sizes), seed=0)
+  return tuple(batches)
+
+
+def client_costs(config: run_config_lib.RunConfig, dataset
+                ) -> Dict[str, float]:
+  """Bytes per client and round, and FLOPs of a client's round.
+
+  FLOPs: the profiler's count of one local step on a client's batches, times
+  `local_steps`. A model with loops (the character LSTM's `tf.scan`) is
+  counted outside its loop bodies only, with a warning: a lower bound.
+  """
+  algorithm = registry.get(config.algorithm)
+  model_fn = experiment.model_builder(config)
+  params = config.algorithm_params()
+  process = algorithm.build_process(model_fn, params)
+  communication = costs.communication_bytes(process)
+  step, weights = algorithm.local_step(model_fn(), params)
+  weights = tf.nest.map_structure(tf.convert_to_tensor, weights)
+  batches = _example_batches(dataset, dataset.client_ids[0],
+                             config.batch_sizes())
+  try:
+    step_flops = costs.flops(step, weights, batches)
+  except ValueError as e:
+    logging.warning('FLOPs of %s on %s counted outside loops only (a lower '
+                    'bound): %s', config.algorithm, config.dataset, e)
+    step_flops = costs.flops(step, weights, batches, ignore_control_flow=True)
+  return dict(
+      bytes_down_per_client_round=communication.down_bytes_per_client,
+      bytes_up_per_client_round=communication.up_bytes_per_client,
+      flops_per_client_round=step_flops * config.local_steps)
+
+
+def local_model_accuracies(config: run_config_lib.RunConfig, dataset,
+                           client_ids: Sequence[str], steps: int
+                          ) -> List[float]:
+  """Each client's model trained only on its own data, scored on its test.
+
+  From the run's initial weights (the whole model), `steps` SGD steps with
+  learning rate `beta` on batches of `batch_size` of the client's train
+  split, cycled.
+  """
+  task = tasks.get(config.dataset)
+  model = task.build_model(config.seed_for(SeedKind.MODEL))
+  evaluate = local_models.build_local_model_eval(
+      model, steps=steps, learning_rate=config.beta)
+  seed = client_datasets.derive_seed(config.seed_for(SeedKind.SHUFFLE),
+                                     'local_models')
+  train = [
+      client_datasets.cycled_batches(
+          dataset.train.create_tf_dataset_for_client(client_id),
+          batch_sizes=[config.batch_size], num_batches=steps,
+          seed=client_datasets.derive_seed(seed, client_id))
+      for client_id in client_ids
+  ]
+  test = [
+      dataset.test.create_tf_dataset_for_client(client_id).batch(
+          task.eval_batch_size) for client_id in client_ids
+  ]
+  trainable, non_trainable = model.initial_weights
+  weights = tff.learning.models.ModelWeights(
+      trainable=tuple(trainable), non_trainable=tuple(non_trainable))
+  rows = local_models.local_model_rows(evaluate(weights, train, test))
+  return [row[local_models.local_metric_name('accuracy')] for row in rows]
+
+
+def _rounds_to_target(metrics_path: str, target: float) -> Optional[int]:
+  rounds, values = [], []
+  for row in outputs.read_csv_rows(metrics_path):
+    if row.get(TARGET_METRIC):
+      rounds.append(int(row['round_num']))
+      values.append(float(row[TARGET_METRIC]))
+  return costs.rounds_to_target(rounds, values, target)
+
+
+def _format(value: Any) -> Any:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return ''
+  return value
+
+
+def write_sweep_csv(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
+  """`sweep.csv`: one row per (algorithm, zeta, seed), atomically."""
+
+  def write(f):
+    writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+    writer.writeheader()
+    for row in rows:
+      writer.writerow({name: _format(row.get(name)) for name in COLUMNS})
+
+  outputs.write_atomically(path, write)
+
+
+def check_sweep_settings(config: run_config_lib.RunConfig,
+                         zetas: Sequence[float], seeds: Sequence[int],
+                         target_accuracy: float,
+                         local_model_steps: Optional[int]) -> None:
+  """Validates what a sweep needs beyond each run's own settings.
+
+  Raises:
+    tff_perfed.validation.ArgumentError: Naming the setting.
+  """
+  if config.personalization_steps < 5:
+    raise validation.ArgumentValueError(
+        'personalization_steps', 'at least 5 (the sweep reports Pers.1, '
+        'Pers.3 and Pers.5)', config.personalization_steps)
+  if not zetas:
+    raise validation.ArgumentValueError('sweep_zetas', 'at least one zeta',
+                                        zetas)
+  for zeta in zetas:
+    config.replace(diversity_zeta=zeta)  # Validates zeta.
+  if not seeds:
+    raise validation.ArgumentValueError('sweep_seeds', 'at least one seed',
+                                        seeds)
+  for seed in seeds:
+    validation.require_int('sweep_seeds', seed, minimum=0)
+  validation.require_real('target_accuracy', target_accuracy)
+  if target_accuracy > 1:
+    raise validation.ArgumentValueError('target_accuracy',
+                                        'an accuracy in [0, 1]',
+                                        target_accuracy)
+  if local_model_steps is not None:
+    validation.require_int('local_model_steps', local_model_steps, minimum=1)
+
+
+def run_diversity_sweep(base_config: run_config_lib.RunConfig, *,
+                        zetas: Sequence[float],
+                        seeds: Sequence[int],
+                        output_dir: str,
+                        target_accuracy: float,
+                        arms: Sequence[SweepArm] = COMPARISON_SET,
+                        local_model_steps: Optional[int] = None,
+                        show_progress: bool = True) -> SweepResult:
+  """Trains every arm for every zeta and seed; writes `sweep.csv`.
+
+  Runs go to `<output_dir>/zeta_<z>/seed_<s>/<arm>` and resume like any
+  run; `sweep.csv` and `clients.json` are rewritten after every run.
+
+  Args:
+    base_config: The settings every run shares (its `algorithm`, `seed`,
+      `diversity_zeta` and `output_dir` are replaced).
+    zetas: The diversity values, each in [0, 1].
+    seeds: Seeds; the runs of one (zeta, seed) share data, initial weights
+      and sampled clients.
+    output_dir: Parent of the runs and the sweep's files.
+    target_accuracy: The Pers.3 accuracy `rounds_to_target` waits for.
+    arms: The comparison set.
+    local_model_steps: Steps of the local models (default rounds times
+      local steps).
+    show_progress: Progress bars on stderr.
+
+  Returns:
+    A `SweepResult`.
+  """
+  check_sweep_settings(base_config, zetas, seeds, target_accuracy,
+                       local_model_steps)
+  if local_model_steps is None:
+    local_model_steps = base_config.rounds * base_config.local_steps
+  os.makedirs(output_dir, exist_ok=True)
+  rows = []
+  clients = collections.defaultdict(lambda: collections.defaultdict(
+      lambda: {'personalized': [], 'local': []}))
+  arm_costs = {}
+  for zeta in zetas:
+    for seed in seeds:
+      scenario_config = base_config.replace(diversity_zeta=zeta, seed=seed)
+      dataset = experiment.load_dataset(scenario_config)
+      client_ids = dataset.client_ids
+      local = local_model_accuracies(scenario_config, dataset, client_ids,
+                                     local_model_steps)
+      for arm in arms:
+        config = scenario_config.replace(
+            algorithm=arm.algorithm,
+            output_dir=os.path.join(output_dir, f'zeta_{zeta:g}',
+                                    f'seed_{seed}', arm.name),
+            **arm.settings)
+        result = experiment.run_experiment(config, dataset=dataset,
+                                           show_progress=show_progress)
+        if arm.name not in arm_costs:
+          arm_costs[arm.name] = client_costs(config, dataset)
+        cost = arm_costs[arm.name]
+        rounds_to_target = _rounds_to_target(
+            os.path.join(config.output_dir, outputs.METRICS_FILE),
+            target_accuracy)
+        per_round = (cost['bytes_down_per_client_round'] +
+                     cost['bytes_up_per_client_round']) * (
+                         config.clients_per_round)
+        by_client = dict(zip(result.client_ids, result.client_rows))
+        personalized = [by_client[c][FAIRNESS_METRIC] for c in client_ids]
+        rows.append(dict(
+            algorithm=arm.name,
+            zeta=zeta,
+            seed=seed,
+            rounds=config.rounds,
+            rounds_to_target=rounds_to_target,
+            bytes_total=per_round * config.rounds,
+            bytes_to_target=(None if rounds_to_target is None else
+                             per_round * rounds_to_target),
+            fairness=costs.fairness(personalized, local),
+            local_accuracy=float(np.mean(local)),
+            **{name: result.summary[name]
+               for name in ('personalized_accuracy@1',
+                            'personalized_accuracy@5')},
+            **cost))
+        entry = clients[arm.name][f'{zeta:g}']
+        entry['personalized'] += personalized
+        entry['local'] += local
+        write_sweep_csv(os.path.join(output_dir, SWEEP_FILE), rows)
+        outputs.write_json(os.path.join(output_dir, CLIENTS_FILE),
+                           json.loads(json.dumps(clients)))
+  return SweepResult(rows=rows, clients=json.loads(json.dumps(clients)))
