@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test benchmark clean
+.PHONY: install demo sweep test benchmark clean
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ $(STAMP): requirements.txt
 # Several seeds of FedAvg vs Per-FedAvg; settings in binaries/configs/demo.flags.
 demo: install
 	$(PY) -m binaries.demo
+
+# The AFML paper's comparison over diversity on digits; settings in
+# binaries/configs/sweep.flags.
+sweep: install
+	$(PY) -m binaries.sweep_diversity
 
 test: install
 	$(PY) -m pytest -q tests
