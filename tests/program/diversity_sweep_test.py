@@ -103,7 +103,7 @@ def test_sweep_figures_are_written(sweep, tmp_path):
 
 @pytest.mark.parametrize('changes,argument', [
     (dict(personalization_steps=3), 'personalization_steps'),
-    (dict(zetas=[1.5]), 'zeta'),
+    (dict(zetas=[1.5]), 'sweep_zetas'),
     (dict(seeds=[]), 'sweep_seeds'),
     (dict(target_accuracy=1.5), 'target_accuracy'),
 ])
@@ -116,4 +116,4 @@ def test_bad_sweep_settings_name_the_setting(tmp_path, changes, argument):
   kwargs.update(changes)
   with pytest.raises(validation.ArgumentError) as error:
     diversity_sweep.check_sweep_settings(config, **kwargs)
-  assert argument in error.value.argument
+  assert error.value.argument == argument

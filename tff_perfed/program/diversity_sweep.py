@@ -228,7 +228,10 @@ def check_sweep_settings(config: run_config_lib.RunConfig,
     raise validation.ArgumentValueError('sweep_zetas', 'at least one zeta',
                                         zetas)
   for zeta in zetas:
-    config.replace(diversity_zeta=zeta)  # Validates zeta.
+    try:
+      config.replace(diversity_zeta=zeta)
+    except validation.ArgumentError as e:
+      raise type(e)('sweep_zetas', e.expected, e.got) from e
   if not seeds:
     raise validation.ArgumentValueError('sweep_seeds', 'at least one seed',
                                         seeds)
