@@ -67,10 +67,8 @@ def time_local_steps(config, dataset, *, repeats: int) -> Dict[str, float]:
     step, weights = algorithm.local_step(
         experiment.model_builder(variant)(), variant.algorithm_params())
     weights = tf.nest.map_structure(tf.constant, weights)
-    batches = tuple(client_datasets.cycled_batches(
-        dataset.train.create_tf_dataset_for_client(client),
-        batch_sizes=variant.batch_sizes(),
-        num_batches=len(variant.batch_sizes()), seed=0))
+    batches = client_datasets.one_step_batches(dataset.train, client,
+                                               variant.batch_sizes())
     compiled = tf.function(step)
     # tf.nest.flatten(...)[0].numpy() waits for the result.
     results[name] = _median_seconds(

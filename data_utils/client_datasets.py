@@ -58,6 +58,17 @@ def cycled_batches(examples: tf.data.Dataset, *, batch_sizes: Sequence[int],
   return stream.batch(int(bounds[-1])).flat_map(split).take(num_batches)
 
 
+def one_step_batches(client_data, client_id: str,
+                     batch_sizes: Sequence[int]) -> tuple:
+  """The batches one local step of `client_id` reads, as a tuple.
+
+  For measuring a step (FLOPs, time) outside a TFF round.
+  """
+  return tuple(cycled_batches(
+      client_data.create_tf_dataset_for_client(client_id),
+      batch_sizes=batch_sizes, num_batches=len(batch_sizes), seed=0))
+
+
 def sample_clients(client_ids: Sequence[str], num_clients: int,
                    round_num: int, seed: int) -> List[str]:
   """Uniformly samples `num_clients` distinct clients for `round_num`.

@@ -62,10 +62,14 @@ def head_loss_fn(head):
   return loss
 
 
-@pytest.mark.parametrize('local_steps', [1, 2])
+@pytest.mark.parametrize('local_steps,alpha,beta', [
+    (1, SETTINGS['alpha'], SETTINGS['beta']),
+    (2, SETTINGS['alpha'], SETTINGS['beta']),
+    # alpha = beta = 0 must switch the regularizers off in the process too.
+    (1, 0.0, 0.0)])
 def test_round_equals_mean_of_reference_client_gradients_applied_by_sgd(
-    local_steps):
-  process = build(local_steps=local_steps)
+    local_steps, alpha, beta):
+  process = build(local_steps=local_steps, alpha=alpha, beta=beta)
   state = process.initialize()
   head, non_trainable = weights_of(process, state)
   num_encoder = len(non_trainable) // 2
@@ -84,8 +88,8 @@ def test_round_equals_mean_of_reference_client_gradients_applied_by_sgd(
       gradients = afml_objective.afml_gradients(
           model.encoder.encode, head_loss_fn(model.head), mean, rho, head,
           batches[2 * step], batches[2 * step + 1], noise,
-          **{k: SETTINGS[k] for k in ('inner_learning_rate', 'alpha',
-                                      'beta')})
+          inner_learning_rate=SETTINGS['inner_learning_rate'], alpha=alpha,
+          beta=beta)
       flat = [g.numpy() for part in gradients[:3] for g in part]
       sums = flat if sums is None else [a + b for a, b in zip(sums, flat)]
     per_client.append([s / local_steps for s in sums])
@@ -101,7 +105,7 @@ def test_round_equals_mean_of_reference_client_gradients_applied_by_sgd(
     np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
 
   metrics = output.metrics
-  cmpx = afml_objective.complexity_loss(mean, rho).numpy()
+  cmpx = afml_objective.complexity_loss(mean, rho).numpy()  # Even at beta 0.
   np.testing.assert_allclose(metrics['finalizer']['complexity_loss'], cmpx,
                              rtol=1e-5)
   np.testing.assert_allclose(metrics['finalizer']['encoder_scale'], 0.05,
@@ -136,7 +140,7 @@ def test_encoder_noise_differs_between_rounds_and_is_standard_normal():
   assert abs(first.mean()) < 0.02 and abs(first.std() - 1) < 0.02
 
 
-def test_alpha_and_beta_zero_leave_only_the_meta_objective():
+def test_terms_switched_off_are_still_reported_for_ablations():
   process = build(alpha=0.0, beta=0.0)
   rng = np.random.default_rng(2)
   output = process.next(process.initialize(),

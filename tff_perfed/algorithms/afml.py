@@ -276,16 +276,6 @@ def _head_loss_fn(head: tff.learning.models.FunctionalModel):
   return head_loss_fn
 
 
-def _broadcast_type(model: split.SplitModel):
-  head_weights, _ = model.head.initial_weights
-  as_type = lambda ws: tff.types.tensorflow_to_type(
-      tuple(tf.TensorSpec(np.shape(w), tf.float32) for w in ws))
-  return collections.OrderedDict(
-      head=as_type(head_weights),
-      encoder=as_type(model.encoder.initial_weights),
-      round_key=tff.TensorType(np.int64, [2]))
-
-
 def build_afml_distributor(model: split.SplitModel, weights_type,
                            params: AfmlParams
                           ) -> tff.learning.templates.DistributionProcess:
@@ -333,9 +323,13 @@ def build_afml_distributor(model: split.SplitModel, weights_type,
   return tff.learning.templates.DistributionProcess(init_fn, next_fn)
 
 
-def build_afml_client_work(model: split.SplitModel, params: AfmlParams
+def build_afml_client_work(model: split.SplitModel, params: AfmlParams,
+                           broadcast_type
                           ) -> tff.learning.templates.ClientWorkProcess:
   """The AFML `ClientWorkProcess` (stateless).
+
+  `broadcast_type` is what the distributor sends each client (the member
+  type of its `next`'s result).
 
   `next` has type `(<()@SERVER, <head, encoder, round_key>@CLIENTS,
   {dataset}@CLIENTS> -> <state=()@SERVER, result=ClientResult@CLIENTS,
@@ -343,7 +337,6 @@ def build_afml_client_work(model: split.SplitModel, params: AfmlParams
   num_non_finite_updates=int32>@SERVER>)`; `train/loss` is L_query, the
   loss of the adapted head on the query batches.
   """
-  broadcast_type = tff.types.to_type(_broadcast_type(model))
   data_type = tff.SequenceType(
       tff.types.tensorflow_to_type(
           collections.OrderedDict(x=model.encoder.input_spec,
@@ -382,14 +375,15 @@ def build_afml_client_work(model: split.SplitModel, params: AfmlParams
   return tff.learning.templates.ClientWorkProcess(init_fn, next_fn)
 
 
-def build_afml_finalizer(model: split.SplitModel, weights_type,
+def build_afml_finalizer(model: split.SplitModel, weights_type, update_type,
                          params: AfmlParams, *,
                          head_optimizer: tff.learning.optimizers.Optimizer,
                          encoder_optimizer: tff.learning.optimizers.Optimizer
                         ) -> tff.learning.templates.FinalizerProcess:
   """Applies eta_1 to the head and eta_2 to tau (Algorithm 1, lines 9-10).
 
-  The update is the clients' mean `<head=g_c, encoder=g_theta>`; the
+  The update (of `update_type`, the client work's) is the clients' mean
+  `<head=g_c, encoder=g_theta>`; the
   finalizer redraws this round's eps_t from its own copy of the noise stream
   (the same seed and round as the distributor's) for the chain rule.
   Measurements: `complexity_loss` (L_CMPX before the step),
@@ -414,10 +408,6 @@ def build_afml_finalizer(model: split.SplitModel, weights_type,
         round_num=tf.constant(0, tf.int64))
 
   state_type = initial_state.type_signature.result
-  update_type = tff.types.to_type(
-      collections.OrderedDict(
-          head=tff.types.tensorflow_to_type(head_specs),
-          encoder=tff.types.tensorflow_to_type(encoder_specs)))
 
   @tff.tensorflow.computation(state_type, weights_type, update_type)
   def apply(state, weights, update):
@@ -618,12 +608,13 @@ def build_afml(
 
   weights_type = initial_model_weights.type_signature.result
   distributor = build_afml_distributor(model, weights_type, params)
-  client_work = build_afml_client_work(model, params)
+  client_work = build_afml_client_work(
+      model, params, distributor.next.type_signature.result.result.member)
   update_type = client_work.next.type_signature.result.result.member.update
   aggregator = model_aggregator.create(update_type,
                                        tff.TensorType(np.float32))
   finalizer = build_afml_finalizer(
-      model, weights_type, params, head_optimizer=head_optimizer,
+      model, weights_type, update_type, params, head_optimizer=head_optimizer,
       encoder_optimizer=encoder_optimizer)
   return tff.learning.templates.compose_learning_process(
       initial_model_weights, distributor, client_work, aggregator, finalizer)

@@ -76,8 +76,8 @@ class Algorithm:
 
 
 def _build_afml(model_fn: Callable[[], split.SplitModel], **params):
-  return afml.build_afml(lambda: model_fn().encoder, lambda: model_fn().head,
-                         **params)
+  model = model_fn()  # Built once for both halves.
+  return afml.build_afml(lambda: model.encoder, lambda: model.head, **params)
 
 
 def _registry(*algorithms: Algorithm) -> Dict[str, Algorithm]:

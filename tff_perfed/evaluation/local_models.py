@@ -56,12 +56,6 @@ def local_metric_name(metric: str) -> str:
   return f'local_{metric}'
 
 
-def _finalized_metric_names(model: tff.learning.models.FunctionalModel
-                           ) -> List[str]:
-  with tf.Graph().as_default():
-    return list(model.finalize_metrics(model.initialize_metrics_state()))
-
-
 def build_train_and_score(model: tff.learning.models.FunctionalModel, *,
                           steps: int, learning_rate: float):
   """Returns `tf.function(initial_weights, train_batches, test_batches)`.
@@ -72,7 +66,7 @@ def build_train_and_score(model: tff.learning.models.FunctionalModel, *,
   `num_examples` (float32 scalars), plus `num_test_examples` when the model
   counts examples.
   """
-  names = _finalized_metric_names(model)
+  names = personalization.finalized_metric_names(model)
 
   @tf.function
   def train_and_score(initial_weights, train_batches, test_batches):
@@ -86,20 +80,12 @@ def build_train_and_score(model: tff.learning.models.FunctionalModel, *,
     # A reduce, not an unrolled loop: local training may take thousands of
     # steps. `take` stops early when the batches run out.
     trained = train_batches.take(steps).reduce(tuple(initial), sgd_step)
-    state = test_batches.reduce(
-        model.initialize_metrics_state(),
-        lambda state, batch: model.update_metrics_state(
-            state,
-            labels=batch['y'],
-            batch_output=tff.learning.models.BatchOutput(
-                predictions=model.predict_on_batch(
-                    (trained, non_trainable), batch['x'], training=False))))
-    finalized = model.finalize_metrics(state)
+    finalized = personalization.score(model, trained, non_trainable,
+                                      test_batches)
     result = collections.OrderedDict(
-        (name, tf.cast(finalized[name], tf.float32))
-        for name in names if name != NUM_EXAMPLES)
+        (name, finalized[name]) for name in names if name != NUM_EXAMPLES)
     if NUM_EXAMPLES in names:
-      result[NUM_TEST_EXAMPLES] = tf.cast(finalized[NUM_EXAMPLES], tf.float32)
+      result[NUM_TEST_EXAMPLES] = finalized[NUM_EXAMPLES]
     return result
 
   return train_and_score
@@ -132,32 +118,11 @@ def build_local_model_eval(model: tff.learning.models.FunctionalModel, *,
       of range, or the model reports no metric.
   """
   params = LocalModelParams(steps=steps, learning_rate=learning_rate)
-  names = _finalized_metric_names(model)
-  if not [name for name in names if name != NUM_EXAMPLES]:
-    raise validation.ArgumentValueError(
-        'model', 'a FunctionalModel that reports metrics (e.g. made with '
-        'tff_perfed.models.from_keras, or functional_model_from_keras with a '
-        'metrics_constructor)', f'a model whose metrics are {names}')
-  weights_type = learning_utils.model_weights_type(model)
-  data_type = learning_utils.dataset_type(model)
-  train_and_score = build_train_and_score(
-      model, steps=params.steps, learning_rate=params.learning_rate)
-
-  @tff.tensorflow.computation(weights_type, data_type, data_type)
-  def client_train_and_score(weights, train_batches, test_batches):
-    return train_and_score((weights.trainable, weights.non_trainable),
-                           train_batches, test_batches)
-
-  @tff.federated_computation(
-      tff.FederatedType(weights_type, tff.SERVER),
-      tff.FederatedType(data_type, tff.CLIENTS),
-      tff.FederatedType(data_type, tff.CLIENTS))
-  def local_model_eval(weights, train_data, test_data):
-    return tff.federated_map(
-        client_train_and_score,
-        (tff.federated_broadcast(weights), train_data, test_data))
-
-  return local_model_eval
+  personalization.require_metrics(model)
+  return personalization.build_per_client_eval(
+      model,
+      build_train_and_score(model, steps=params.steps,
+                            learning_rate=params.learning_rate))
 
 
 def local_model_rows(results: Sequence[Mapping[str, np.ndarray]]

@@ -77,10 +77,67 @@ def metric_name(metric: str, step: int) -> str:
   return f'personalized_{metric}@{step}'
 
 
-def _finalized_metric_names(model: tff.learning.models.FunctionalModel
-                           ) -> List[str]:
+def finalized_metric_names(model: tff.learning.models.FunctionalModel
+                          ) -> List[str]:
+  """The names of the model's finalized metrics."""
   with tf.Graph().as_default():
     return list(model.finalize_metrics(model.initialize_metrics_state()))
+
+
+def require_metrics(model: tff.learning.models.FunctionalModel) -> None:
+  """Raises `ArgumentValueError` unless the model reports a metric.
+
+  `num_examples` alone does not count: it scores nothing.
+  """
+  names = finalized_metric_names(model)
+  if not [name for name in names if name != NUM_EXAMPLES]:
+    raise validation.ArgumentValueError(
+        'model', 'a FunctionalModel that reports metrics (e.g. made with '
+        'tff_perfed.models.from_keras, or functional_model_from_keras with a '
+        'metrics_constructor)', f'a model whose metrics are {names}')
+
+
+def score(model: tff.learning.models.FunctionalModel, weights,
+          non_trainable, test_batches) -> collections.OrderedDict:
+  """The model's finalized metrics (float32) on every test batch."""
+  state = test_batches.reduce(
+      model.initialize_metrics_state(),
+      lambda state, batch: model.update_metrics_state(
+          state,
+          labels=batch['y'],
+          batch_output=tff.learning.models.BatchOutput(
+              predictions=model.predict_on_batch(
+                  (weights, non_trainable), batch['x'], training=False))))
+  return collections.OrderedDict(
+      (name, tf.cast(value, tf.float32))
+      for name, value in model.finalize_metrics(state).items())
+
+
+def build_per_client_eval(model: tff.learning.models.FunctionalModel,
+                          client_fn) -> tff.Computation:
+  """Maps `client_fn((trainable, non_trainable), train, test)` over clients.
+
+  Type: `(<ModelWeights@SERVER, {train batches}@CLIENTS,
+  {test batches}@CLIENTS> -> {client_fn's result}@CLIENTS)`, the server's
+  weights broadcast to every client.
+  """
+  weights_type = learning_utils.model_weights_type(model)
+  data_type = learning_utils.dataset_type(model)
+
+  @tff.tensorflow.computation(weights_type, data_type, data_type)
+  def client_eval(weights, train_batches, test_batches):
+    return client_fn((weights.trainable, weights.non_trainable),
+                     train_batches, test_batches)
+
+  @tff.federated_computation(
+      tff.FederatedType(weights_type, tff.SERVER),
+      tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(data_type, tff.CLIENTS))
+  def per_client_eval(weights, train_data, test_data):
+    return tff.federated_map(
+        client_eval, (tff.federated_broadcast(weights), train_data, test_data))
+
+  return per_client_eval
 
 
 def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
@@ -97,28 +154,15 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
   the unadapted model, is scored once). If a draw's batches run out, its
   remaining steps keep its last weights.
   """
-  names = _finalized_metric_names(model)
+  names = finalized_metric_names(model)
   steps, draws = personalization_steps, adaptation_draws
-
-  def score(weights, non_trainable, test_batches):
-    state = test_batches.reduce(
-        model.initialize_metrics_state(),
-        lambda state, batch: model.update_metrics_state(
-            state,
-            labels=batch['y'],
-            batch_output=tff.learning.models.BatchOutput(
-                predictions=model.predict_on_batch(
-                    (weights, non_trainable), batch['x'], training=False))))
-    finalized = model.finalize_metrics(state)
-    return collections.OrderedDict(
-        (name, tf.cast(finalized[name], tf.float32)) for name in names)
 
   @tf.function
   def personalize_and_score(initial_weights, train_batches, test_batches):
     initial, non_trainable = initial_weights
     initial = tuple(initial)
     loss_fn = learning_utils.batch_loss_fn(model, non_trainable)
-    unadapted = score(initial, non_trainable, test_batches)
+    unadapted = score(model, initial, non_trainable, test_batches)
     adapted = [[] for _ in range(steps)]  # adapted[k - 1]: one per draw.
     for draw in range(draws):
       weights = initial
@@ -129,7 +173,7 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
           gradient = meta_gradients.loss_gradient(loss_fn, weights,
                                                   batch.get_value())
           weights = meta_gradients.sgd_step(weights, gradient, learning_rate)
-        adapted[k].append(score(weights, non_trainable, test_batches))
+        adapted[k].append(score(model, weights, non_trainable, test_batches))
     scores = [unadapted] + [
         tf.nest.map_structure(lambda *v: tf.add_n(v) / len(v), *per_draw)
         for per_draw in adapted
@@ -177,34 +221,14 @@ def build_personalization_eval(model: tff.learning.models.FunctionalModel, *,
       adaptation_draws=adaptation_draws)
   for warning in params.degenerate_settings():
     logging.warning('build_personalization_eval: %s', warning)
-  names = _finalized_metric_names(model)
-  if not [name for name in names if name != NUM_EXAMPLES]:
-    raise validation.ArgumentValueError(
-        'model', 'a FunctionalModel that reports metrics (e.g. made with '
-        'tff_perfed.models.from_keras, or functional_model_from_keras with a '
-        'metrics_constructor)', f'a model whose metrics are {names}')
-  weights_type = learning_utils.model_weights_type(model)
-  data_type = learning_utils.dataset_type(model)
-  personalize_and_score = build_personalize_and_score(
+  require_metrics(model)
+  return build_per_client_eval(
       model,
-      personalization_steps=personalization_steps,
-      learning_rate=learning_rate,
-      adaptation_draws=adaptation_draws)
-
-  @tff.tensorflow.computation(weights_type, data_type, data_type)
-  def client_eval(weights, train_batches, test_batches):
-    return personalize_and_score((weights.trainable, weights.non_trainable),
-                                 train_batches, test_batches)
-
-  @tff.federated_computation(
-      tff.FederatedType(weights_type, tff.SERVER),
-      tff.FederatedType(data_type, tff.CLIENTS),
-      tff.FederatedType(data_type, tff.CLIENTS))
-  def personalization_eval(weights, train_data, test_data):
-    return tff.federated_map(
-        client_eval, (tff.federated_broadcast(weights), train_data, test_data))
-
-  return personalization_eval
+      build_personalize_and_score(
+          model,
+          personalization_steps=personalization_steps,
+          learning_rate=learning_rate,
+          adaptation_draws=adaptation_draws))
 
 
 def per_client_metrics(results: Sequence[Mapping[str, np.ndarray]]

@@ -38,10 +38,8 @@ Every client is evaluated. For each run the sweep records:
 Per-client numbers go to `clients.json` for the distribution plots.
 """
 
-import collections
 import csv
 import dataclasses
-import json
 import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -115,13 +113,6 @@ class SweepResult:
   clients: Dict[str, Dict[str, Dict[str, List[float]]]]
 
 
-def _example_batches(dataset, client_id: str, batch_sizes: Sequence[int]):
-  batches = client_datasets.cycled_batches(
-      dataset.train.create_tf_dataset_for_client(client_id),
-      batch_sizes=batch_sizes, num_batches=len(batch_sizes), seed=0)
-  return tuple(batches)
-
-
 def client_costs(config: run_config_lib.RunConfig, dataset
                 ) -> Dict[str, float]:
   """Bytes per client and round, and FLOPs of a client's round.
@@ -137,8 +128,8 @@ def client_costs(config: run_config_lib.RunConfig, dataset
   communication = costs.communication_bytes(process)
   step, weights = algorithm.local_step(model_fn(), params)
   weights = tf.nest.map_structure(tf.convert_to_tensor, weights)
-  batches = _example_batches(dataset, dataset.client_ids[0],
-                             config.batch_sizes())
+  batches = client_datasets.one_step_batches(
+      dataset.train, dataset.client_ids[0], config.batch_sizes())
   try:
     step_flops = costs.flops(step, weights, batches)
   except ValueError as e:
@@ -151,19 +142,24 @@ def client_costs(config: run_config_lib.RunConfig, dataset
       flops_per_client_round=step_flops * config.local_steps)
 
 
+def build_local_model_eval(config: run_config_lib.RunConfig, steps: int):
+  """The local models' computation for the run's dataset (built once)."""
+  model = tasks.get(config.dataset).build_model(0)  # Weights are an input.
+  return local_models.build_local_model_eval(model, steps=steps,
+                                             learning_rate=config.beta)
+
+
 def local_model_accuracies(config: run_config_lib.RunConfig, dataset,
-                           client_ids: Sequence[str], steps: int
-                          ) -> List[float]:
+                           client_ids: Sequence[str], steps: int,
+                           evaluate) -> List[float]:
   """Each client's model trained only on its own data, scored on its test.
 
   From the run's initial weights (the whole model), `steps` SGD steps with
   learning rate `beta` on batches of `batch_size` of the client's train
-  split, cycled.
+  split, cycled; `evaluate` is `build_local_model_eval(config, steps)`.
   """
   task = tasks.get(config.dataset)
   model = task.build_model(config.seed_for(SeedKind.MODEL))
-  evaluate = local_models.build_local_model_eval(
-      model, steps=steps, learning_rate=config.beta)
   seed = client_datasets.derive_seed(config.seed_for(SeedKind.SHUFFLE),
                                      'local_models')
   train = [
@@ -281,16 +277,16 @@ def run_diversity_sweep(base_config: run_config_lib.RunConfig, *,
     local_model_steps = base_config.rounds * base_config.local_steps
   os.makedirs(output_dir, exist_ok=True)
   rows = []
-  clients = collections.defaultdict(lambda: collections.defaultdict(
-      lambda: {'personalized': [], 'local': []}))
+  clients = {}  # {arm: {zeta: {'personalized': [...], 'local': [...]}}}
   arm_costs = {}
+  evaluate_local = build_local_model_eval(base_config, local_model_steps)
   for zeta in zetas:
     for seed in seeds:
       scenario_config = base_config.replace(diversity_zeta=zeta, seed=seed)
       dataset = experiment.load_dataset(scenario_config)
       client_ids = dataset.client_ids
       local = local_model_accuracies(scenario_config, dataset, client_ids,
-                                     local_model_steps)
+                                     local_model_steps, evaluate_local)
       for arm in arms:
         config = scenario_config.replace(
             algorithm=arm.algorithm,
@@ -325,10 +321,10 @@ def run_diversity_sweep(base_config: run_config_lib.RunConfig, *,
                for name in ('personalized_accuracy@1',
                             'personalized_accuracy@5')},
             **cost))
-        entry = clients[arm.name][f'{zeta:g}']
+        entry = clients.setdefault(arm.name, {}).setdefault(
+            f'{zeta:g}', {'personalized': [], 'local': []})
         entry['personalized'] += personalized
         entry['local'] += local
         write_sweep_csv(os.path.join(output_dir, SWEEP_FILE), rows)
-        outputs.write_json(os.path.join(output_dir, CLIENTS_FILE),
-                           json.loads(json.dumps(clients)))
-  return SweepResult(rows=rows, clients=json.loads(json.dumps(clients)))
+        outputs.write_json(os.path.join(output_dir, CLIENTS_FILE), clients)
+  return SweepResult(rows=rows, clients=clients)
