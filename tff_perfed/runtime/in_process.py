@@ -1,0 +1,575 @@
+"""An in-process TFF runtime: TFF computations on this process's TensorFlow.
+
+TFF 0.87 runs every computation in its C++ `worker_binary`, a CPU-only build
+with its own static TensorFlow, reached over gRPC. The pip TensorFlow that
+this package installs runs GPUs, but only inside the Python process. This
+module executes the *same* TFF computations there:
+
+1. compile with the C++ context's own compiler
+   (`tff.backends.native.desugar_and_transform_to_native`): intrinsics
+   desugared, call-dominant form, Grappler-optimized TF graphs, exactly the
+   graphs the worker would run;
+2. translate the compiled building blocks once into Python closures (an
+   interpreter of TFF's intermediate language: lambdas, blocks, references,
+   selections, structs, calls, intrinsics and TF computations);
+3. import each TF computation once (`tensorflow_graphs`), so a call is one
+   eager function call;
+4. run `federated_map` client by client, each client's work under
+   `tf.device` on the next local device (round-robin over the GPUs, or the
+   CPU), one thread per device when there are several.
+
+It is a TFF `Executor` (`create_value`, `create_call`, `create_struct`,
+`create_selection`) plugged into TFF's own `SyncExecutionContext`, so
+arguments, cardinalities and results are handled by TFF as for every other
+context, and any computation runs: learning processes, evaluations whose
+results stay at CLIENTS, plain TF computations.
+
+Placed values are plain Python: a value at SERVER is its member; a value at
+CLIENTS is a list with one member per client; a struct is a tuple (names come
+from the types); a sequence is a `tf.data.Dataset`.
+
+`federated_aggregate` folds `accumulate` over the clients in client order, as
+TFF's C++ executor does (`merge` is never needed in one process). When
+`accumulate` is a pure element-wise addition (every TFF sum: the means and
+counts of `tff.aggregators`), it is folded in NumPy, the same IEEE additions
+in the same order, without a graph call per client.
+"""
+
+import concurrent.futures
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+from tensorflow_federated.python.common_libs import structure
+from tensorflow_federated.python.core.impl.compiler import building_blocks
+from tensorflow_federated.python.core.impl.computation import computation_impl
+# TFF exports no base classes for executors; these are the ones its own
+# executors (`RemoteExecutor`) implement.
+from tensorflow_federated.python.core.impl.executors import executor_base
+from tensorflow_federated.python.core.impl.executors import executor_value_base
+
+from tff_perfed.runtime import tensorflow_graphs
+
+Env = Dict[str, Any]
+Evaluator = Callable[[Env], Any]
+
+
+class UnsupportedComputationError(NotImplementedError):
+  """The computation uses a construct this runtime does not execute."""
+
+
+def local_devices() -> List[str]:
+  """The devices client work is spread over: every GPU, else the CPUs."""
+  gpus = tf.config.list_logical_devices('GPU')
+  if gpus:
+    return [d.name for d in gpus]
+  return [d.name for d in tf.config.list_logical_devices('CPU')]
+
+
+# ---- values crossing the executor boundary ---------------------------------
+
+
+def _to_internal(value, type_spec: tff.Type, num_clients: int):
+  """A value given to the executor, in the interpreter's representation."""
+  if isinstance(type_spec, tff.FederatedType):
+    member = type_spec.member
+    if type_spec.placement is tff.CLIENTS:
+      if type_spec.all_equal and not isinstance(value, (list, tuple)):
+        return [_to_internal(value, member, num_clients)] * num_clients
+      return [_to_internal(v, member, num_clients) for v in value]
+    return _to_internal(value, member, num_clients)
+  if isinstance(type_spec, tff.StructType):
+    if not isinstance(value, structure.Struct):
+      value = structure.from_container(value)
+    return tuple(
+        _to_internal(v, t, num_clients)
+        for (_, v), t in zip(structure.iter_elements(value), type_spec))
+  if isinstance(type_spec, tff.SequenceType):
+    if isinstance(value, tf.data.Dataset):
+      return value
+    return tf.data.Dataset.from_tensor_slices(list(value))
+  if isinstance(type_spec, tff.TensorType):
+    return np.asarray(value, dtype=type_spec.dtype)
+  return value
+
+
+def _to_external(value, type_spec: tff.Type):
+  """A computed value as TFF's other executors return it."""
+  if isinstance(type_spec, tff.FederatedType):
+    if type_spec.placement is tff.CLIENTS:
+      if type_spec.all_equal:
+        return _to_external(value[0], type_spec.member)
+      return [_to_external(v, type_spec.member) for v in value]
+    return _to_external(value, type_spec.member)
+  if isinstance(type_spec, tff.StructType):
+    return structure.Struct([
+        (name, _to_external(v, t))
+        for v, (name, t) in zip(value, structure.iter_elements(type_spec))
+    ])
+  if isinstance(value, (tf.Tensor, tf.Variable)):
+    return value.numpy()
+  return value
+
+
+def _structure_of(struct_value, elements):
+  return structure.Struct(zip(elements, struct_value))
+
+
+# ---- TF computations ------------------------------------------------------
+
+
+def _flattener(type_spec: tff.Type) -> Callable[[Any, list], None]:
+  """Appends a value's tensors to a list in binding order."""
+  if isinstance(type_spec, tff.StructType):
+    parts = [_flattener(t) for t in type_spec]
+
+    def flatten_struct(value, out):
+      for part, item in zip(parts, value):
+        part(item, out)
+
+    return flatten_struct
+  if isinstance(type_spec, tff.SequenceType):
+    return lambda value, out: out.append(
+        tf.data.experimental.to_variant(value))
+  return lambda value, out: out.append(value)
+
+
+def _unflattener(type_spec: tff.Type) -> Callable[[Any], Any]:
+  """Rebuilds a value from an iterator over its tensors."""
+  if isinstance(type_spec, tff.StructType):
+    parts = [_unflattener(t) for t in type_spec]
+    return lambda flat: tuple(part(flat) for part in parts)
+  if isinstance(type_spec, tff.SequenceType):
+    element_spec = tff.types.type_to_tf_tensor_specs(type_spec.element)
+    return lambda flat: tf.data.experimental.from_variant(
+        next(flat), structure=element_spec)
+  return next
+
+
+class _TensorFlowFunction:
+  """A compiled TF computation as a function of interpreter values."""
+
+  def __init__(self, imported: tensorflow_graphs.ImportedComputation,
+               type_signature: tff.FunctionType):
+    self.imported = imported
+    self._parameter = type_signature.parameter
+    self._flatten = (_flattener(type_signature.parameter)
+                     if type_signature.parameter is not None else None)
+    self._unflatten = _unflattener(type_signature.result)
+    self._call = imported.call
+
+  def __call__(self, arg=None):
+    flat = []
+    if self._flatten is not None:
+      self._flatten(arg, flat)
+    return self._unflatten(iter(self._call(flat)))
+
+
+def _numpy(value):
+  return value.numpy() if isinstance(value, tf.Tensor) else value
+
+
+def _add_leaves(a, b):
+  if isinstance(a, tuple):
+    return tuple(_add_leaves(x, y) for x, y in zip(a, b))
+  return np.add(_numpy(a), _numpy(b))
+
+
+# ---- the interpreter ------------------------------------------------------
+
+
+class _Interpreter:
+  """Translates compiled building blocks into closures over an environment.
+
+  Every function value, whatever built it, is a Python callable of one
+  argument (`None` for no-argument functions).
+  """
+
+  def __init__(self, runtime: '_Runtime', num_clients: int):
+    self._runtime = runtime
+    self._num_clients = num_clients
+
+  def compile(self, block: building_blocks.ComputationBuildingBlock
+             ) -> Evaluator:
+    method = getattr(self, f'_compile_{type(block).__name__}', None)
+    if method is None:
+      raise UnsupportedComputationError(
+          f'the in_process runtime cannot execute a {type(block).__name__} '
+          'building block.')
+    return method(block)
+
+  def _compile_Reference(self, block):  # pylint: disable=invalid-name
+    name = block.name
+    return lambda env: env[name]
+
+  def _compile_Selection(self, block):  # pylint: disable=invalid-name
+    source = self.compile(block.source)
+    index = block.as_index()
+    return lambda env: source(env)[index]
+
+  def _compile_Struct(self, block):  # pylint: disable=invalid-name
+    elements = [self.compile(e) for e in block]
+    return lambda env: tuple(e(env) for e in elements)
+
+  def _compile_Call(self, block):  # pylint: disable=invalid-name
+    argument = (self.compile(block.argument)
+                if block.argument is not None else (lambda env: None))
+    if isinstance(block.function,
+                  (building_blocks.Intrinsic,
+                   building_blocks.CompiledComputation)):
+      # Known at translation time: call it directly.
+      function = self.compile(block.function)(None)
+      return lambda env: function(argument(env))
+    function = self.compile(block.function)
+    return lambda env: function(env)(argument(env))
+
+  def _compile_Lambda(self, block):  # pylint: disable=invalid-name
+    result = self.compile(block.result)
+    name = block.parameter_name
+
+    def make_function(env):
+      if name is None:
+        return lambda arg=None: result(env)
+
+      def function(arg=None):
+        inner = dict(env)
+        inner[name] = arg
+        return result(inner)
+
+      return function
+
+    return make_function
+
+  def _compile_Block(self, block):  # pylint: disable=invalid-name
+    local_values = [(name, self.compile(value))
+                    for name, value in block.locals]
+    result = self.compile(block.result)
+
+    def evaluate(env):
+      env = dict(env)
+      for name, value in local_values:
+        env[name] = value(env)
+      return result(env)
+
+    return evaluate
+
+  def _compile_Literal(self, block):  # pylint: disable=invalid-name
+    value = np.asarray(block.value, dtype=block.type_signature.dtype)
+    return lambda env: value
+
+  def _compile_Placement(self, block):  # pylint: disable=invalid-name
+    uri = block.uri
+    return lambda env: uri
+
+  def _compile_CompiledComputation(self, block):  # pylint: disable=invalid-name
+    function = self._runtime.tensorflow_function(block)
+    return lambda env: function
+
+  def _compile_Intrinsic(self, block):  # pylint: disable=invalid-name
+    uri = block.uri
+    implementation = getattr(self, f'_intrinsic_{uri}', None)
+    if implementation is None:
+      raise UnsupportedComputationError(
+          f'the in_process runtime does not implement the intrinsic {uri}.')
+    function = implementation(block.type_signature)
+    return lambda env: function
+
+  # Intrinsics: each takes the intrinsic's type and returns its function.
+
+  def _map_clients(self, function, values):
+    return self._runtime.map_clients(function, values)
+
+  def _intrinsic_federated_map(self, type_signature):
+    at_server = type_signature.parameter[1].placement is tff.SERVER
+    if at_server:
+      return lambda arg: arg[0](arg[1])
+    return lambda arg: self._map_clients(arg[0], arg[1])
+
+  _intrinsic_federated_map_all_equal = _intrinsic_federated_map
+
+  def _intrinsic_federated_apply(self, type_signature):
+    del type_signature
+    return lambda arg: arg[0](arg[1])
+
+  def _intrinsic_federated_broadcast(self, type_signature):
+    del type_signature
+    return lambda value: [value] * self._num_clients
+
+  def _intrinsic_federated_value_at_clients(self, type_signature):
+    return self._intrinsic_federated_broadcast(type_signature)
+
+  def _intrinsic_federated_value_at_server(self, type_signature):
+    del type_signature
+    return lambda value: value
+
+  def _intrinsic_federated_eval_at_server(self, type_signature):
+    del type_signature
+    return lambda function: function(None)
+
+  def _intrinsic_federated_eval_at_clients(self, type_signature):
+    del type_signature
+    return lambda function: self._map_clients(
+        lambda _: function(None), [None] * self._num_clients)
+
+  def _intrinsic_federated_zip_at_server(self, type_signature):
+    del type_signature
+    return lambda value: value
+
+  def _intrinsic_federated_zip_at_clients(self, type_signature):
+    parameter = type_signature.parameter
+    num_clients = self._num_clients
+
+    def zip_leaves(value, type_spec, i):
+      if isinstance(type_spec, tff.StructType):
+        return tuple(zip_leaves(v, t, i) for v, t in zip(value, type_spec))
+      return value[i]
+
+    return lambda value: [
+        zip_leaves(value, parameter, i) for i in range(num_clients)
+    ]
+
+  def _intrinsic_federated_aggregate(self, type_signature):
+    del type_signature
+
+    def aggregate(arg):
+      values, zero, accumulate, _, report = arg
+      if getattr(accumulate, 'imported', None) is not None and (
+          accumulate.imported.is_addition):
+        total = tf.nest.map_structure(_numpy, zero)
+        for value in values:
+          total = _add_leaves(total, value)
+      else:
+        total = zero
+        for value in values:
+          total = accumulate((total, value))
+      return report(total)
+
+    return aggregate
+
+  def _sum(self, values, zero_like):
+    total = None
+    for value in values:
+      total = value if total is None else _add_leaves(total, value)
+    if total is None:
+      total = zero_like
+    return tf.nest.map_structure(_numpy, total)
+
+  def _intrinsic_federated_sum(self, type_signature):
+    zero = _zeros(type_signature.result.member)
+    return lambda values: self._sum(values, zero)
+
+  def _intrinsic_federated_secure_sum(self, type_signature):
+    # In simulation the secure sums are plain sums; the bound is TFF's
+    # promise to the cryptography, not part of the result.
+    zero = _zeros(type_signature.result.member)
+    return lambda arg: self._sum(arg[0], zero)
+
+  _intrinsic_federated_secure_sum_bitwidth = _intrinsic_federated_secure_sum
+
+  def _intrinsic_federated_secure_modular_sum(self, type_signature):
+    zero = _zeros(type_signature.result.member)
+
+    def modular_sum(arg):
+      values, modulus = arg
+      total = self._sum(values, zero)
+      return tf.nest.map_structure(np.mod, total, modulus)
+
+    return modular_sum
+
+  def _intrinsic_federated_mean(self, type_signature):
+    zero = _zeros(type_signature.result.member)
+
+    def mean(values):
+      total = self._sum(values, zero)
+      return tf.nest.map_structure(lambda t: t / len(values), total)
+
+    return mean
+
+  def _intrinsic_federated_weighted_mean(self, type_signature):
+    zero = _zeros(type_signature.result.member)
+
+    def weighted_mean(arg):
+      values, weights = arg
+      weighted = [tf.nest.map_structure(lambda t, w=w: _numpy(t) * w, v)
+                  for v, w in zip(values, weights)]
+      total = self._sum(weighted, zero)
+      weight = np.sum(weights)
+      return tf.nest.map_structure(lambda t: t / weight, total)
+
+    return weighted_mean
+
+  def _intrinsic_sequence_reduce(self, type_signature):
+    del type_signature
+
+    def reduce(arg):
+      dataset, zero, op = arg
+      total = zero
+      for element in dataset:
+        total = op((total, tf.nest.map_structure(
+            lambda t: t, tuple(element) if isinstance(element, tuple)
+            else element)))
+      return total
+
+    return reduce
+
+
+def _zeros(type_spec: tff.Type):
+  if isinstance(type_spec, tff.StructType):
+    return tuple(_zeros(t) for t in type_spec)
+  return np.zeros(type_spec.shape, type_spec.dtype)
+
+
+# ---- the runtime, executor and context ------------------------------------
+
+
+class _Runtime:
+  """State shared by every executor of one context: devices and caches."""
+
+  def __init__(self, devices: Sequence[str]):
+    self.devices = list(devices)
+    self._lock = threading.Lock()
+    self._tensorflow_functions: Dict[bytes, _TensorFlowFunction] = {}
+    # id(computation) -> (computation, {num_clients: function}); the
+    # computation is kept so that its id is never reused.
+    self._computations: Dict[int, Any] = {}
+    self._pool = None
+    if len(self.devices) > 1:
+      self._pool = concurrent.futures.ThreadPoolExecutor(
+          max_workers=len(self.devices),
+          thread_name_prefix='tff_perfed_in_process')
+
+  def tensorflow_function(self, block) -> _TensorFlowFunction:
+    key = block.proto.SerializeToString(deterministic=True)
+    with self._lock:
+      function = self._tensorflow_functions.get(key)
+      if function is None:
+        function = _TensorFlowFunction(
+            tensorflow_graphs.import_tensorflow_computation(block.proto),
+            block.type_signature)
+        self._tensorflow_functions[key] = function
+    return function
+
+  def function_for(self, computation, num_clients: int):
+    """The computation, compiled and translated once per cardinality."""
+    with self._lock:
+      entry = self._computations.get(id(computation))
+      if entry is None:
+        entry = (computation, {})
+        self._computations[id(computation)] = entry
+      translated = entry[1].get(num_clients)
+    if translated is None:
+      compiled = tff.backends.native.desugar_and_transform_to_native(
+          computation)
+      block = building_blocks.ComputationBuildingBlock.from_proto(
+          computation_impl.ConcreteComputation.get_proto(compiled))
+      translated = _Interpreter(self, num_clients).compile(block)({})
+      with self._lock:
+        entry[1][num_clients] = translated
+    return translated
+
+  def map_clients(self, function, values):
+    """`[function(v) for v in values]`, client i on device i mod #devices."""
+    devices = self.devices
+    if self._pool is None:
+      with tf.device(devices[0]):
+        return [function(v) for v in values]
+
+    def run_device(d):
+      with tf.device(devices[d]):
+        return [(i, function(values[i]))
+                for i in range(d, len(values), len(devices))]
+
+    results = [None] * len(values)
+    for part in self._pool.map(run_device, range(len(devices))):
+      for i, result in part:
+        results[i] = result
+    return results
+
+  def close(self):
+    if self._pool is not None:
+      self._pool.shutdown(wait=False)
+
+
+class _Value(executor_value_base.ExecutorValue):
+
+  def __init__(self, value, type_spec: tff.Type):
+    self._value = value
+    self._type_signature = type_spec
+
+  @property
+  def type_signature(self):
+    return self._type_signature
+
+  @property
+  def reference(self):
+    return self._value
+
+  async def compute(self):
+    return _to_external(self._value, self._type_signature)
+
+
+class InProcessExecutor(executor_base.Executor):
+  """Executes TFF computations in this process (see the module docstring)."""
+
+  def __init__(self, runtime: _Runtime, num_clients: int):
+    self._runtime = runtime
+    self._num_clients = num_clients
+
+  async def create_value(self, value, type_spec=None):
+    if isinstance(value, tff.Computation):
+      function = self._runtime.function_for(value, self._num_clients)
+      return _Value(function, value.type_signature)
+    if type_spec is None:
+      raise TypeError('The in_process runtime needs the type of every value.')
+    return _Value(_to_internal(value, type_spec, self._num_clients),
+                  type_spec)
+
+  async def create_call(self, comp, arg=None):
+    function = comp.reference
+    result = function(arg.reference if arg is not None else None)
+    return _Value(result, comp.type_signature.result)
+
+  async def create_struct(self, elements):
+    elements = structure.to_elements(structure.from_container(elements))
+    return _Value(
+        tuple(v.reference for _, v in elements),
+        tff.StructType([(name, v.type_signature) for name, v in elements]))
+
+  async def create_selection(self, source, index):
+    return _Value(source.reference[index], source.type_signature[index])
+
+  def close(self):
+    pass
+
+
+def create_in_process_execution_context(
+    *, devices: Optional[Sequence[str]] = None, default_num_clients: int = 0
+) -> tff.framework.SyncExecutionContext:
+  """A synchronous TFF context that runs computations in this process.
+
+  Args:
+    devices: TF device names to spread client work over, round-robin; by
+      default `local_devices()` (every GPU, else the CPU).
+    default_num_clients: Client cardinality when no argument tells it.
+
+  Returns:
+    A `tff.framework.SyncExecutionContext`.
+  """
+  runtime = _Runtime(devices if devices is not None else local_devices())
+
+  def executor_stack_fn(cardinalities):
+    num_clients = cardinalities.get(tff.CLIENTS) or default_num_clients
+    return InProcessExecutor(runtime, num_clients)
+
+  context = tff.framework.SyncExecutionContext(
+      executor_fn=tff.framework.ResourceManagingExecutorFactory(
+          executor_stack_fn=executor_stack_fn),
+      # Compiled by the executor, cached by identity: TFF's pipeline hashes
+      # the whole serialized computation on every call.
+      compiler_fn=None,
+      transform_args=tff.tensorflow.transform_args,
+      transform_result=tff.tensorflow.transform_result)
+  context.in_process_runtime = runtime
+  return context
