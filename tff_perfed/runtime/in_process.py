@@ -36,7 +36,9 @@ in the same order, without a graph call per client.
 """
 
 import concurrent.futures
+import itertools
 import threading
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -49,6 +51,7 @@ from tensorflow_federated.python.core.impl.computation import computation_impl
 # executors (`RemoteExecutor`) implement.
 from tensorflow_federated.python.core.impl.executors import executor_base
 from tensorflow_federated.python.core.impl.executors import executor_value_base
+from tensorflow_federated.python.core.impl.utils import tensorflow_utils
 
 from tff_perfed.runtime import tensorflow_graphs
 
@@ -71,25 +74,24 @@ def local_devices() -> List[str]:
 # ---- values crossing the executor boundary ---------------------------------
 
 
-def _to_internal(value, type_spec: tff.Type, num_clients: int):
+def _to_internal(value, type_spec: tff.Type, num_clients: int,
+                 fresh: Callable[[Any, tff.SequenceType], tf.data.Dataset]):
   """A value given to the executor, in the interpreter's representation."""
   if isinstance(type_spec, tff.FederatedType):
     member = type_spec.member
     if type_spec.placement is tff.CLIENTS:
       if type_spec.all_equal and not isinstance(value, (list, tuple)):
-        return [_to_internal(value, member, num_clients)] * num_clients
-      return [_to_internal(v, member, num_clients) for v in value]
-    return _to_internal(value, member, num_clients)
+        return [_to_internal(value, member, num_clients, fresh)] * num_clients
+      return [_to_internal(v, member, num_clients, fresh) for v in value]
+    return _to_internal(value, member, num_clients, fresh)
   if isinstance(type_spec, tff.StructType):
     if not isinstance(value, structure.Struct):
       value = structure.from_container(value)
     return tuple(
-        _to_internal(v, t, num_clients)
+        _to_internal(v, t, num_clients, fresh)
         for (_, v), t in zip(structure.iter_elements(value), type_spec))
   if isinstance(type_spec, tff.SequenceType):
-    if isinstance(value, tf.data.Dataset):
-      return value
-    return tf.data.Dataset.from_tensor_slices(list(value))
+    return fresh(value, type_spec)
   if isinstance(type_spec, tff.TensorType):
     return np.asarray(value, dtype=type_spec.dtype)
   return value
@@ -113,8 +115,42 @@ def _to_external(value, type_spec: tff.Type):
   return value
 
 
-def _structure_of(struct_value, elements):
-  return structure.Struct(zip(elements, struct_value))
+# Dataset ops that create their seed generator from their seeds when the
+# generator they name does not exist (TF's shuffle_dataset_op.cc,
+# random_dataset_op.cc).
+_SEEDED_DATASET_OPS = frozenset(
+    {'ShuffleDatasetV3', 'ShuffleAndRepeatDatasetV2', 'RandomDatasetV2'})
+_fresh_names = itertools.count()
+
+
+def fresh_copy(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """A copy of `dataset` that iterates as a never-iterated one would.
+
+  A dataset's graph names the seed generators of its shuffles; rebuilt in
+  this process it would share them with the original, whose state advances
+  with every iteration. In TFF's worker the names do not exist, so each
+  shuffle starts a new generator from its seeds. The copy renames the
+  generators to names nobody uses, with the same effect.
+  """
+  graph_def = tf.compat.v1.GraphDef()
+  graph_def.ParseFromString(tf.raw_ops.DatasetToGraphV2(
+      input_dataset=tf.data.experimental.to_variant(dataset)).numpy())
+  nodes = {node.name: node for node in graph_def.node}
+  suffix = f'_fresh_{next(_fresh_names)}'
+  for node in graph_def.node:
+    if node.op not in _SEEDED_DATASET_OPS:
+      continue
+    for name in node.input:
+      source = nodes.get(name.split(':')[0])
+      if source is None or source.op != 'Const':
+        continue
+      tensor = source.attr['value'].tensor
+      if tensor.dtype == tf.resource.as_datatype_enum:
+        for handle in tensor.resource_handle_val:
+          handle.name += suffix
+  variant = tf.raw_ops.DatasetFromGraph(
+      graph_def=graph_def.SerializeToString())
+  return tf.data.experimental.from_variant(variant, dataset.element_spec)
 
 
 # ---- TF computations ------------------------------------------------------
@@ -434,11 +470,31 @@ class _Runtime:
     # id(computation) -> (computation, {num_clients: function}); the
     # computation is kept so that its id is never reused.
     self._computations: Dict[int, Any] = {}
+    self._seen_datasets = weakref.WeakSet()
     self._pool = None
     if len(self.devices) > 1:
       self._pool = concurrent.futures.ThreadPoolExecutor(
           max_workers=len(self.devices),
           thread_name_prefix='tff_perfed_in_process')
+
+  def fresh_dataset(self, value, type_spec: tff.SequenceType
+                   ) -> tf.data.Dataset:
+    """A dataset that iterates as if it had never been iterated.
+
+    TFF's other runtimes serialize every dataset argument and rebuild it in
+    the worker, so each call iterates a fresh copy: a dataset passed to
+    several calls (the evaluation's adaptation batches) reshuffles the same
+    way each time. This runtime passes a dataset as is the first time it
+    sees it, and later a copy rebuilt as the worker would (`fresh_copy`).
+    """
+    if not isinstance(value, tf.data.Dataset):
+      return tensorflow_utils.make_data_set_from_elements(
+          None, list(value), type_spec.element)
+    with self._lock:
+      first_use = value not in self._seen_datasets
+      if first_use:
+        self._seen_datasets.add(value)
+    return value if first_use else fresh_copy(value)
 
   def tensorflow_function(self, block) -> _TensorFlowFunction:
     key = block.proto.SerializeToString(deterministic=True)
@@ -523,8 +579,9 @@ class InProcessExecutor(executor_base.Executor):
       return _Value(function, value.type_signature)
     if type_spec is None:
       raise TypeError('The in_process runtime needs the type of every value.')
-    return _Value(_to_internal(value, type_spec, self._num_clients),
-                  type_spec)
+    return _Value(
+        _to_internal(value, type_spec, self._num_clients,
+                     self._runtime.fresh_dataset), type_spec)
 
   async def create_call(self, comp, arg=None):
     function = comp.reference

@@ -90,6 +90,47 @@ def _uniquify_shared_names(graph_def: tf.compat.v1.GraphDef) -> None:
       shared_name.s = (shared_name.s or b'resource') + b'_' + suffix
 
 
+def _rename_functions(graph_def: tf.compat.v1.GraphDef) -> None:
+  """Gives the graph's library functions names no other import uses.
+
+  TF registers an imported graph's functions in the process-wide eager
+  context by name; two computations traced separately can hold different
+  functions of the same name (`__inference_predict_on_batch_18551`).
+  """
+  library = graph_def.library
+  if not library.function:
+    return
+  suffix = f'_in_process_{next(_unique_suffix)}'
+  renamed = {f.signature.name: f.signature.name + suffix
+             for f in library.function}
+
+  def rename_attr(value):
+    if value.HasField('func') and value.func.name in renamed:
+      value.func.name = renamed[value.func.name]
+    for func in value.list.func:
+      if func.name in renamed:
+        func.name = renamed[func.name]
+
+  def rename_nodes(nodes):
+    for node in nodes:
+      if node.op in renamed:
+        node.op = renamed[node.op]
+      for value in node.attr.values():
+        rename_attr(value)
+
+  rename_nodes(graph_def.node)
+  for function in library.function:
+    function.signature.name = renamed[function.signature.name]
+    rename_nodes(function.node_def)
+    for value in function.attr.values():
+      rename_attr(value)
+  for gradient in library.gradient:
+    gradient.function_name = renamed.get(gradient.function_name,
+                                         gradient.function_name)
+    gradient.gradient_func = renamed.get(gradient.gradient_func,
+                                         gradient.gradient_func)
+
+
 def _is_addition(graph_def: tf.compat.v1.GraphDef, input_names: List[str],
                  output_names: List[str]) -> bool:
   """Whether the graph outputs input[i] + input[i + n/2] and nothing else."""
@@ -143,6 +184,7 @@ def import_tensorflow_computation(
   is_addition = (not tensorflow.initialize_op and
                  _is_addition(graph_def, input_names, output_names))
   _uniquify_shared_names(graph_def)
+  _rename_functions(graph_def)
   placeholders = {node.name: node for node in graph_def.node
                   if node.op == 'Placeholder'}
   signature = []
