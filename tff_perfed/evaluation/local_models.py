@@ -77,9 +77,12 @@ def build_train_and_score(model: tff.learning.models.FunctionalModel, *,
       gradient = meta_gradients.loss_gradient(loss_fn, weights, batch)
       return meta_gradients.sgd_step(weights, gradient, learning_rate)
 
-    # A reduce, not an unrolled loop: local training may take thousands of
-    # steps. `take` stops early when the batches run out.
-    trained = train_batches.take(steps).reduce(tuple(initial), sgd_step)
+    # A tf.while_loop over an iterator, not an unrolled loop (local training
+    # may take thousands of steps) nor a dataset reduce (slow in this
+    # process's TensorFlow, no GPU kernel). `take` stops when batches run out.
+    trained = tuple(initial)
+    for batch in iter(train_batches.take(steps)):
+      trained = sgd_step(trained, batch)
     finalized = personalization.score(model, trained, non_trainable,
                                       test_batches)
     result = collections.OrderedDict(
