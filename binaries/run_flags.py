@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
+from binaries import runtime_flags
 from data_utils import federated_dataset
 from data_utils import tasks
 from tff_perfed import runtime
@@ -164,16 +165,17 @@ def main_wrapper(main: Callable[[], None], *,
                  interrupted_message: str) -> Callable[[List[str]], None]:
   """Wraps `main()` for `app.run`: quiet logs, owned workers, clean exits.
 
-  Bad input exits with one line and status 2; Ctrl-C and SIGTERM stop the
-  TFF worker and exit at once (130, 143) after `interrupted_message`.
+  Installs the runtime of `--runtime` (`runtime_flags`). Bad input exits
+  with one line and status 2; Ctrl-C and SIGTERM stop the TFF worker and
+  exit at once (130, 143) after `interrupted_message`.
   """
 
   def wrapped(argv: List[str]) -> None:
     del argv  # Checked by `parse_flags`.
     quiet_logging()
-    runtime.set_local_execution_context()
     try:
       with bad_input_exits():
+        runtime_flags.set_runtime_from_flags()
         main()
     except KeyboardInterrupt:
       print(interrupted_message, file=sys.stderr)
