@@ -244,3 +244,33 @@ def test_client_work_runs_on_every_local_device_with_the_cpp_numbers():
   for cpp, local in zip(report['weights']['cpp'],
                         report['weights']['in_process']):
     np.testing.assert_allclose(local, cpp, rtol=1e-5, atol=1e-7)
+
+
+def test_a_round_with_another_number_of_clients_builds_nothing_new(
+    restore_default_context):
+  del restore_default_context
+  rng = np.random.default_rng(1)
+
+  def clients(n):
+    return [tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        x=rng.normal(size=(6, 4)).astype(np.float32),
+        y=rng.integers(0, 3, 6).astype(np.int32))).batch(2)
+            for _ in range(n)]
+
+  process = tff_perfed.build_per_fedavg(
+      lambda: models.build_mlp(input_dim=4, num_classes=3, seed=0),
+      inner_learning_rate=0.1, outer_learning_rate=0.1)
+  context = runtime.set_execution_context('in_process', handle_sigterm=False)
+  state = process.initialize()
+  state, _ = process.next(state, clients(3))
+  built = dict(context.in_process_runtime.stats)
+  five, seven = clients(5), clients(7)
+  after_five, _ = process.next(state, five)
+  after_seven, _ = process.next(state, seven)
+  assert dict(context.in_process_runtime.stats) == built
+  runtime.set_execution_context('cpp', handle_sigterm=False)
+  for got, data in ((after_five, five), (after_seven, seven)):
+    want, _ = process.next(state, data)
+    for g, w in zip(process.get_model_weights(got).trainable,
+                    process.get_model_weights(want).trainable):
+      np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)

@@ -35,6 +35,7 @@ counts of `tff.aggregators`), it is folded in NumPy, the same IEEE additions
 in the same order, without a graph call per client.
 """
 
+import collections
 import concurrent.futures
 import itertools
 import threading
@@ -223,9 +224,8 @@ class _Interpreter:
   argument (`None` for no-argument functions).
   """
 
-  def __init__(self, runtime: '_Runtime', num_clients: int):
+  def __init__(self, runtime: '_Runtime'):
     self._runtime = runtime
-    self._num_clients = num_clients
 
   def compile(self, block: building_blocks.ComputationBuildingBlock
              ) -> Evaluator:
@@ -331,7 +331,7 @@ class _Interpreter:
 
   def _intrinsic_federated_broadcast(self, type_signature):
     del type_signature
-    return lambda value: [value] * self._num_clients
+    return lambda value: [value] * self._runtime.num_clients
 
   def _intrinsic_federated_value_at_clients(self, type_signature):
     return self._intrinsic_federated_broadcast(type_signature)
@@ -347,7 +347,7 @@ class _Interpreter:
   def _intrinsic_federated_eval_at_clients(self, type_signature):
     del type_signature
     return lambda function: self._map_clients(
-        lambda _: function(None), [None] * self._num_clients)
+        lambda _: function(None), [None] * self._runtime.num_clients)
 
   def _intrinsic_federated_zip_at_server(self, type_signature):
     del type_signature
@@ -355,7 +355,6 @@ class _Interpreter:
 
   def _intrinsic_federated_zip_at_clients(self, type_signature):
     parameter = type_signature.parameter
-    num_clients = self._num_clients
 
     def zip_leaves(value, type_spec, i):
       if isinstance(type_spec, tff.StructType):
@@ -363,7 +362,8 @@ class _Interpreter:
       return value[i]
 
     return lambda value: [
-        zip_leaves(value, parameter, i) for i in range(num_clients)
+        zip_leaves(value, parameter, i)
+        for i in range(self._runtime.num_clients)
     ]
 
   def _intrinsic_federated_aggregate(self, type_signature):
@@ -467,10 +467,15 @@ class _Runtime:
     self.devices = list(devices)
     self._lock = threading.Lock()
     self._tensorflow_functions: Dict[bytes, _TensorFlowFunction] = {}
-    # id(computation) -> (computation, {num_clients: function}); the
-    # computation is kept so that its id is never reused.
+    # id(computation) -> (computation, function); the computation is kept
+    # so that its id is never reused.
     self._computations: Dict[int, Any] = {}
     self._seen_datasets = weakref.WeakSet()
+    # The cardinality of the call being executed (calls run one at a time,
+    # on the context's thread; see `InProcessExecutor.create_call`).
+    self.num_clients = 0
+    # What was built, for tests and benchmarks: a steady round adds nothing.
+    self.stats = collections.Counter(translations=0, imported_graphs=0)
     self._pool = None
     if len(self.devices) > 1:
       self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -505,25 +510,28 @@ class _Runtime:
             tensorflow_graphs.import_tensorflow_computation(block.proto),
             block.type_signature)
         self._tensorflow_functions[key] = function
+        self.stats['imported_graphs'] += 1
     return function
 
-  def function_for(self, computation, num_clients: int):
-    """The computation, compiled and translated once per cardinality."""
+  def function_for(self, computation):
+    """The computation, compiled and translated once.
+
+    The translation does not depend on the number of clients (read from
+    `num_clients` when it runs), so a round with more or fewer clients
+    compiles, imports and traces nothing new.
+    """
     with self._lock:
       entry = self._computations.get(id(computation))
-      if entry is None:
-        entry = (computation, {})
-        self._computations[id(computation)] = entry
-      translated = entry[1].get(num_clients)
-    if translated is None:
+    if entry is None:
       compiled = tff.backends.native.desugar_and_transform_to_native(
           computation)
       block = building_blocks.ComputationBuildingBlock.from_proto(
           computation_impl.ConcreteComputation.get_proto(compiled))
-      translated = _Interpreter(self, num_clients).compile(block)({})
+      entry = (computation, _Interpreter(self).compile(block)({}))
       with self._lock:
-        entry[1][num_clients] = translated
-    return translated
+        self._computations[id(computation)] = entry
+        self.stats['translations'] += 1
+    return entry[1]
 
   def map_clients(self, function, values):
     """`[function(v) for v in values]`, client i on device i mod #devices."""
@@ -575,7 +583,7 @@ class InProcessExecutor(executor_base.Executor):
 
   async def create_value(self, value, type_spec=None):
     if isinstance(value, tff.Computation):
-      function = self._runtime.function_for(value, self._num_clients)
+      function = self._runtime.function_for(value)
       return _Value(function, value.type_signature)
     if type_spec is None:
       raise TypeError('The in_process runtime needs the type of every value.')
@@ -584,6 +592,8 @@ class InProcessExecutor(executor_base.Executor):
                      self._runtime.fresh_dataset), type_spec)
 
   async def create_call(self, comp, arg=None):
+    # Synchronous from here on: no other call can change `num_clients`.
+    self._runtime.num_clients = self._num_clients
     function = comp.reference
     result = function(arg.reference if arg is not None else None)
     return _Value(result, comp.type_signature.result)
