@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from absl import logging
 import grpc
@@ -51,16 +51,36 @@ def worker_binary_path() -> str:
   return os.path.join(os.path.dirname(tff.__file__), 'data', 'worker_binary')
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+  """A `preexec_fn`: the child is SIGKILLed when its parent dies (Linux)."""
   # Runs in the child between fork and exec: ask the kernel to SIGKILL us
   # when the parent goes away, however it goes.
   libc = ctypes.CDLL(None, use_errno=True)
   libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _start_worker(max_concurrent_computation_calls: int,
-                  log_path: Optional[str]) -> tuple:
-  port = portpicker.pick_unused_port()
+_die_with_parent = die_with_parent
+
+
+def start_worker(max_concurrent_computation_calls: int = -1,
+                 log_path: Optional[str] = None,
+                 port: Optional[int] = None) -> Tuple[subprocess.Popen, int]:
+  """Starts an owned `worker_binary` (see the module docstring's guarantees).
+
+  The worker is not waited for: poll a stub's `is_ready` before using it.
+  `shutdown_workers()` (also run at exit) stops it.
+
+  Args:
+    max_concurrent_computation_calls: Passed to the worker; non-positive means
+      no limit.
+    log_path: File to append the worker's output to; discarded if None.
+    port: The port to serve on; a free one if None.
+
+  Returns:
+    `(process, port)`.
+  """
+  if port is None:
+    port = portpicker.pick_unused_port()
   args = [
       worker_binary_path(), f'--port={port}',
       f'--max_concurrent_computation_calls={max_concurrent_computation_calls}'
@@ -82,6 +102,10 @@ def _start_worker(max_concurrent_computation_calls: int,
     _workers.append(process)
   logging.debug('Started TFF worker pid %d on port %d', process.pid, port)
   return process, port
+
+
+# The name this module used before `start_worker` was public.
+_start_worker = start_worker
 
 
 def _stop_worker(process: subprocess.Popen, timeout: float = 5.0) -> None:
