@@ -1,9 +1,19 @@
-r"""Cost of Per-FedAvg's meta-gradient modes and of AFML relative to FedAvg.
+r"""Costs: the algorithms' variants, and the runtimes against plain TF.
 
-  python -m binaries.benchmark [--dataset=digits] [--use_synthetic_data]
+  python -m binaries.benchmark --suite=variants [--dataset=digits] ...
+  python -m binaries.benchmark --suite=runtimes [--runtimes=cpp,in_process]
 
-For one workload (the run flags: dataset, clients per round, local steps,
-batch sizes), measures in one run, so that machine speed cancels out:
+`--suite=runtimes` (`tff_perfed.program.runtime_benchmark`): for the digits
+MLP and the EMNIST CNN, first-order and exact Per-FedAvg, and each workload
+(10 clients x 4 steps; 10 clients x 150 examples; 50 clients x 30
+examples), the steady round and the warm-up of each runtime as ratios to a
+plain-TF loop over the same clients, measured in one run; `remote` runs on
+one and on two local workers (bytes moved per round included). Writes
+`--output_json`.
+
+`--suite=variants`: for one workload (the run flags: dataset, clients per
+round, local steps, batch sizes), measures in one run, so that machine speed
+cancels out:
   * one local step of each variant, the algorithm registry's `local_step`
     compiled as a `tf.function`: FedAvg's SGD step on one batch, a
     Per-FedAvg step (eq. 8 with the FIRST_ORDER, HESSIAN_FREE or EXACT
@@ -13,7 +23,7 @@ batch sizes), measures in one run, so that machine speed cancels out:
   * one steady-state round of the TFF learning process (tracing and worker
     start excluded by warm-up rounds) with the same clients.
 Prints medians in milliseconds and as ratios to FedAvg and to first-order
-Per-FedAvg.
+Per-FedAvg; rounds run on `--runtime`.
 """
 
 import json
@@ -26,13 +36,24 @@ from absl import flags
 
 from binaries import run_flags  # Sets TF's log level before TF is imported.
 from data_utils import client_datasets
+from data_utils import tasks
 import tensorflow as tf
+from tff_perfed import runtime
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import registry
 from tff_perfed.program import experiment
+from tff_perfed.program import runtime_benchmark
 
+_SUITE = flags.DEFINE_enum('suite', 'variants', ['variants', 'runtimes'],
+                           'What to measure (see the module docstring).')
 _STEP_REPEATS = flags.DEFINE_integer('step_repeats', 200, 'Timed steps.')
 _ROUND_REPEATS = flags.DEFINE_integer('round_repeats', 10, 'Timed rounds.')
+_RUNTIMES = flags.DEFINE_list(
+    'runtimes', ['cpp', 'in_process', 'remote'],
+    '--suite=runtimes: the runtimes to compare (remote: on one and on two '
+    'local workers).')
+_MODELS = flags.DEFINE_list('benchmark_datasets', ['digits', 'emnist'],
+                            '--suite=runtimes: whose models to time.')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Also write here.')
 
 HessianMode = meta_gradients.HessianMode
@@ -110,17 +131,100 @@ def format_report(step: Dict[str, float], rounds: Dict[str, float]) -> str:
   return '\n'.join(lines)
 
 
+def _runtime_contexts(names, workers):
+  """`{label: make_context}` for the runtimes of the suite."""
+  contexts = {}
+  for name in names:
+    if name == 'remote':
+      from tff_perfed.runtime import remote  # pylint: disable=g-import-not-at-top
+      for n in (1, 2):
+        contexts[f'remote x{n}'] = (
+            lambda n=n: remote.create_remote_execution_context(workers[:n]))
+    else:
+      contexts[name] = runtime.RUNTIMES[name].create_context
+  return contexts
+
+
+def run_runtime_suite(names, datasets, repeats):
+  """Every (dataset, mode, workload) of the runtime suite; JSON-ready."""
+  for name in names:
+    runtime.registry.get(name)
+  workers = []
+  if 'remote' in names:
+    from tff_perfed.runtime import remote  # pylint: disable=g-import-not-at-top
+    workers = remote.start_local_workers(2)
+  contexts = _runtime_contexts(names, workers)
+  results = []
+  bytes_moved = {}
+
+  def count_bytes(label, context, phase):
+    if label.startswith('remote'):
+      from tff_perfed.runtime import remote  # pylint: disable=g-import-not-at-top
+      moved = remote.bytes_moved(context)
+      bytes_moved[(label, phase)] = moved['sent'] + moved['received']
+
+  for dataset in datasets:
+    task = tasks.get(dataset)
+    for mode in (HessianMode.FIRST_ORDER, HessianMode.EXACT):
+      for workload in runtime_benchmark.WORKLOADS:
+        selected = {
+            label: make for label, make in contexts.items()
+            if not label.startswith('remote') or (
+                mode is HessianMode.FIRST_ORDER and
+                workload is runtime_benchmark.WORKLOADS[0])
+        }
+        bytes_moved.clear()
+        seconds = runtime_benchmark.measure_runtimes(
+            lambda: task.build_model(0), hessian_mode=mode,
+            workload=workload, contexts=selected, repeats=repeats,
+            on_context=count_bytes)
+        rounds_timed = repeats + 1
+        for label in selected:
+          if (label, 'end') in bytes_moved:
+            seconds[label]['bytes_per_round'] = (
+                bytes_moved[(label, 'end')] -
+                bytes_moved[(label, 'start')]) / rounds_timed
+        results.append(dict(dataset=dataset, hessian_mode=mode.value,
+                            workload=workload.name, seconds=seconds))
+        print(format_runtime_row(results[-1]), flush=True)
+  return results
+
+
+def format_runtime_row(result) -> str:
+  """One line: plain-loop ms, then per runtime round/plain and warm-up."""
+  seconds = result['seconds']
+  plain = seconds['plain']['round']
+  parts = [f'{result["dataset"]:<7}{result["hessian_mode"]:<12}'
+           f'{result["workload"]:<11}plain {1e3 * plain:8.1f} ms']
+  for label, value in seconds.items():
+    if label == 'plain':
+      continue
+    part = (f'{label} {value["round"] / plain:.2f}x (first round '
+            f'{value["first"] / value["round"]:.1f}, with build '
+            f'{value["warmup"] / value["round"]:.1f} rounds)')
+    if 'bytes_per_round' in value:
+      part += f' {value["bytes_per_round"] / 1e6:.2f} MB/round'
+    parts.append(part)
+  return ' | '.join(parts)
+
+
 def main() -> None:
-  config = run_flags.config_from_flags()
-  dataset = experiment.load_dataset(config)
-  step = time_local_steps(config, dataset, repeats=_STEP_REPEATS.value)
-  rounds = time_rounds(config, dataset, _ROUND_REPEATS.value)
-  print(f'{config.dataset}: {config.clients_per_round} clients x '
-        f'{config.local_steps} local steps, batch {config.batch_size}')
-  print(format_report(step, rounds))
+  if _SUITE.value == 'runtimes':
+    results = run_runtime_suite(_RUNTIMES.value, _MODELS.value,
+                                _ROUND_REPEATS.value)
+    report = {'runtimes': results}
+  else:
+    config = run_flags.config_from_flags()
+    dataset = experiment.load_dataset(config)
+    step = time_local_steps(config, dataset, repeats=_STEP_REPEATS.value)
+    rounds = time_rounds(config, dataset, _ROUND_REPEATS.value)
+    print(f'{config.dataset}: {config.clients_per_round} clients x '
+          f'{config.local_steps} local steps, batch {config.batch_size}')
+    print(format_report(step, rounds))
+    report = {'step_seconds': step, 'round_seconds': rounds}
   if _OUTPUT_JSON.value:
     with open(_OUTPUT_JSON.value, 'w') as f:
-      json.dump({'step_seconds': step, 'round_seconds': rounds}, f, indent=2)
+      json.dump(report, f, indent=2)
 
 
 if __name__ == '__main__':

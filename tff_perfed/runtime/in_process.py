@@ -470,6 +470,7 @@ class _Runtime:
     # id(computation) -> (computation, function); the computation is kept
     # so that its id is never reused.
     self._computations: Dict[int, Any] = {}
+    self._computations_by_content: Dict[bytes, Any] = {}
     self._seen_datasets = weakref.WeakSet()
     # The cardinality of the call being executed (calls run one at a time,
     # on the context's thread; see `InProcessExecutor.create_call`).
@@ -516,22 +517,32 @@ class _Runtime:
   def function_for(self, computation):
     """The computation, compiled and translated once.
 
-    The translation does not depend on the number of clients (read from
-    `num_clients` when it runs), so a round with more or fewer clients
-    compiles, imports and traces nothing new.
+    Cached by identity (no hashing on the hot path), then by content, so
+    that an equal computation built again (the same algorithm for another
+    seed) is not compiled again. The translation does not depend on the
+    number of clients (read from `num_clients` when it runs), so a round
+    with more or fewer clients compiles, imports and traces nothing new.
     """
     with self._lock:
       entry = self._computations.get(id(computation))
-    if entry is None:
+    if entry is not None:
+      return entry[1]
+    proto = computation_impl.ConcreteComputation.get_proto(computation)
+    key = proto.SerializeToString(deterministic=True)
+    with self._lock:
+      function = self._computations_by_content.get(key)
+    if function is None:
       compiled = tff.backends.native.desugar_and_transform_to_native(
           computation)
       block = building_blocks.ComputationBuildingBlock.from_proto(
           computation_impl.ConcreteComputation.get_proto(compiled))
-      entry = (computation, _Interpreter(self).compile(block)({}))
+      function = _Interpreter(self).compile(block)({})
       with self._lock:
-        self._computations[id(computation)] = entry
+        self._computations_by_content[key] = function
         self.stats['translations'] += 1
-    return entry[1]
+    with self._lock:
+      self._computations[id(computation)] = (computation, function)
+    return function
 
   def map_clients(self, function, values):
     """`[function(v) for v in values]`, client i on device i mod #devices."""
