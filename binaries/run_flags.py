@@ -34,6 +34,7 @@ from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import registry
 from tff_perfed.program import experiment
 from tff_perfed.program import run_config
+from tff_perfed.runtime import remote
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -180,6 +181,11 @@ def main_wrapper(main: Callable[[], None], *,
     except KeyboardInterrupt:
       print(interrupted_message, file=sys.stderr)
       runtime.exit_now(130)
+    except remote.WorkerUnavailableError as e:
+      # Not bad input: the run can resume from its last checkpoint once the
+      # workers are back.
+      print(f'error: {e}', file=sys.stderr)
+      runtime.exit_now(1)
     finally:
       runtime.shutdown_workers()
 

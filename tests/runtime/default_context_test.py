@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_perfed import runtime
@@ -47,3 +48,19 @@ def test_a_context_the_program_installed_is_left_alone(
   tff.framework.set_default_context(mine)
   assert not default_context.own_default_context()
   assert tff.framework.get_context_stack().current is mine
+
+
+def test_with_a_gpu_visible_tff_context_is_replaced_by_in_process(
+    restore_default_context, monkeypatch):
+  del restore_default_context
+  tff.backends.native.set_sync_local_cpp_execution_context()
+  real = tf.config.list_physical_devices
+  monkeypatch.setattr(
+      tf.config, 'list_physical_devices',
+      lambda kind=None: ['/physical_device:GPU:0'] if kind == 'GPU' else
+      real(kind))
+  assert default_context.own_default_context()
+  current = tff.framework.get_context_stack().current
+  assert hasattr(current, 'in_process_runtime')
+  add_one = tff.tensorflow.computation(_add_one, tff.TensorType(np.int32))
+  assert add_one(1) == 2

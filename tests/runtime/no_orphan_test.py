@@ -46,10 +46,10 @@ def _alive(pid):
     return False
 
 
-def _start(tmp_path, rounds):
+def _start(tmp_path, rounds, runtime_name='cpp'):
   return subprocess.Popen(
       [sys.executable, '-m', 'binaries.train', *ARGS, f'--rounds={rounds}',
-       f'--output_dir={tmp_path}/run'],
+       f'--output_dir={tmp_path}/run', f'--runtime={runtime_name}'],
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       env=dict(os.environ, PYTHONPATH=ROOT))
 
@@ -89,6 +89,26 @@ def test_signal_mid_run_leaves_no_worker(tmp_path, sig):
   process.communicate(timeout=120)
   assert process.returncode != 0
   _assert_gone(workers)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_in_process_run_starts_no_worker_and_ends_at_once_on_a_signal(
+    tmp_path, sig):
+  process = _start(tmp_path, rounds=100000, runtime_name='in_process')
+  metrics = tmp_path / 'run' / 'metrics.csv'
+  deadline = time.monotonic() + 180
+  while not (metrics.exists() and metrics.stat().st_size > 0):
+    assert process.poll() is None, process.communicate()
+    assert time.monotonic() < deadline, 'training never started'
+    assert not _children_named(process.pid)
+    time.sleep(0.2)
+  assert not _children_named(process.pid)
+  process.send_signal(sig)
+  start = time.monotonic()
+  _, stderr = process.communicate(timeout=60)  # Hangs if a thread held on.
+  assert time.monotonic() - start < 30
+  assert process.returncode == 128 + sig, stderr.decode()[-2000:]
+  assert b'Traceback' not in stderr
 
 
 def test_exception_mid_run_leaves_no_worker():

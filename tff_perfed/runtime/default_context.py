@@ -9,11 +9,13 @@ the failing `__del__` prints a traceback even when no worker ever started.
 So that a program using the library without any set-up is safe, importing
 `tff_perfed` calls `own_default_context()`, which
 
-1. replaces TFF's import-time default context, and only that one, by the
-   owned equivalent (`local_cpp.create_local_execution_context()`): the same
-   C++ worker running the same computations, whose worker never holds the
-   program's pipes and dies with it; a context the program installed itself
-   is left alone;
+1. replaces TFF's import-time default context, and only that one: when
+   TensorFlow sees a GPU, by the `in_process` runtime (TFF's worker cannot
+   use one); otherwise by the owned equivalent of TFF's context
+   (`local_cpp.create_local_execution_context()`), the same C++ worker
+   running the same computations, whose worker never holds the program's
+   pipes and dies with it. A context the program installed itself is left
+   alone;
 2. registers an exit hook that stops every `worker_binary` this process
    started through TFF's own factories (a TFF context installed later), so
    that a normal exit leaves no worker behind either way.
@@ -29,8 +31,10 @@ import threading
 from typing import List
 
 from absl import logging
+import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_perfed.runtime import in_process
 from tff_perfed.runtime import local_cpp
 
 # The executor-stack function TFF's `local_cpp_executor_factory` builds; its
@@ -97,7 +101,11 @@ def own_default_context() -> bool:
     current = tff.framework.get_context_stack().current
     if not is_tff_local_cpp_context(current):
       return False
-    tff.framework.set_default_context(
-        local_cpp.create_local_execution_context())
-    logging.debug('Replaced TFF\'s import-time context by an owned one.')
+    # Physical devices can be listed without initializing TF's runtime.
+    if tf.config.list_physical_devices('GPU'):
+      context = in_process.create_in_process_execution_context()
+    else:
+      context = local_cpp.create_local_execution_context()
+    tff.framework.set_default_context(context)
+    logging.debug('Replaced TFF\'s import-time context by %s.', context)
     return True

@@ -14,9 +14,9 @@ module executes the *same* TFF computations there:
    selections, structs, calls, intrinsics and TF computations);
 3. import each TF computation once (`tensorflow_graphs`), so a call is one
    eager function call;
-4. run `federated_map` client by client, each client's work under
-   `tf.device` on the next local device (round-robin over the GPUs, or the
-   CPU), one thread per device when there are several.
+4. run `federated_map` over the clients concurrently (one thread per GPU,
+   or per CPU core), each client's work under `tf.device` on the next local
+   device (round-robin over the GPUs, or the CPU), results in client order.
 
 It is a TFF `Executor` (`create_value`, `create_call`, `create_struct`,
 `create_selection`) plugged into TFF's own `SyncExecutionContext`, so
@@ -38,6 +38,7 @@ in the same order, without a graph call per client.
 import collections
 import concurrent.futures
 import itertools
+import os
 import threading
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -54,6 +55,7 @@ from tensorflow_federated.python.core.impl.executors import executor_base
 from tensorflow_federated.python.core.impl.executors import executor_value_base
 from tensorflow_federated.python.core.impl.utils import tensorflow_utils
 
+from tff_perfed import validation
 from tff_perfed.runtime import tensorflow_graphs
 
 Env = Dict[str, Any]
@@ -463,8 +465,12 @@ def _zeros(type_spec: tff.Type):
 class _Runtime:
   """State shared by every executor of one context: devices and caches."""
 
-  def __init__(self, devices: Sequence[str]):
-    self.devices = list(devices)
+  def __init__(self, devices: Optional[Sequence[str]],
+               parallelism: Optional[int]):
+    # Resolved on first use: listing logical devices initializes TF, after
+    # which a program can no longer configure them.
+    self._devices = list(devices) if devices is not None else None
+    self._parallelism = parallelism
     self._lock = threading.Lock()
     self._tensorflow_functions: Dict[bytes, _TensorFlowFunction] = {}
     # id(computation) -> (computation, function); the computation is kept
@@ -478,10 +484,6 @@ class _Runtime:
     # What was built, for tests and benchmarks: a steady round adds nothing.
     self.stats = collections.Counter(translations=0, imported_graphs=0)
     self._pool = None
-    if len(self.devices) > 1:
-      self._pool = concurrent.futures.ThreadPoolExecutor(
-          max_workers=len(self.devices),
-          thread_name_prefix='tff_perfed_in_process')
 
   def fresh_dataset(self, value, type_spec: tff.SequenceType
                    ) -> tf.data.Dataset:
@@ -544,23 +546,38 @@ class _Runtime:
       self._computations[id(computation)] = (computation, function)
     return function
 
+  @property
+  def devices(self) -> List[str]:
+    """The devices client work runs on (resolved, and the pool made, once)."""
+    if self._devices is None or (self._parallelism is None):
+      with self._lock:
+        if self._devices is None:
+          self._devices = local_devices()
+        if self._parallelism is None:
+          self._parallelism = default_parallelism(self._devices)
+        if self._parallelism > 1:
+          self._pool = concurrent.futures.ThreadPoolExecutor(
+              max_workers=self._parallelism,
+              thread_name_prefix='tff_perfed_in_process')
+    return self._devices
+
   def map_clients(self, function, values):
-    """`[function(v) for v in values]`, client i on device i mod #devices."""
+    """`[function(v) for v in values]`, client i on device i mod #devices.
+
+    Clients run concurrently on `parallelism` threads (TF releases the GIL
+    while a graph runs), results in client order: clients are independent,
+    so the numbers do not depend on the schedule.
+    """
     devices = self.devices
-    if self._pool is None:
+    if self._pool is None or len(values) < 2:
       with tf.device(devices[0]):
         return [function(v) for v in values]
 
-    def run_device(d):
-      with tf.device(devices[d]):
-        return [(i, function(values[i]))
-                for i in range(d, len(values), len(devices))]
+    def run_client(i):
+      with tf.device(devices[i % len(devices)]):
+        return function(values[i])
 
-    results = [None] * len(values)
-    for part in self._pool.map(run_device, range(len(devices))):
-      for i, result in part:
-        results[i] = result
-    return results
+    return list(self._pool.map(run_client, range(len(values))))
 
   def close(self):
     if self._pool is not None:
@@ -622,20 +639,44 @@ class InProcessExecutor(executor_base.Executor):
     pass
 
 
+def default_parallelism(devices: Sequence[str]) -> int:
+  """Clients run at once: one per GPU; on CPUs, one per core (at most 8).
+
+  On CPUs small models leave cores idle within one client (TFF's C++ worker
+  runs clients concurrently for the same reason); large ones already use
+  every core through TF's intra-op threads and lose little by it.
+  """
+  if any('GPU' in device.upper() for device in devices):
+    return len(devices)
+  return max(len(devices), min(os.cpu_count() or 1, 8))
+
+
 def create_in_process_execution_context(
-    *, devices: Optional[Sequence[str]] = None, default_num_clients: int = 0
+    *, devices: Optional[Sequence[str]] = None,
+    parallelism: Optional[int] = None, default_num_clients: int = 0
 ) -> tff.framework.SyncExecutionContext:
   """A synchronous TFF context that runs computations in this process.
 
   Args:
     devices: TF device names to spread client work over, round-robin; by
       default `local_devices()` (every GPU, else the CPU).
+    parallelism: Clients executed at once (threads); by default
+      `default_parallelism(devices)`. 1 runs them one after the other.
     default_num_clients: Client cardinality when no argument tells it.
 
   Returns:
     A `tff.framework.SyncExecutionContext`.
+
+  Raises:
+    tff_perfed.validation.ArgumentError: If `devices` is empty or
+      `parallelism` is below 1.
   """
-  runtime = _Runtime(devices if devices is not None else local_devices())
+  if devices is not None and not list(devices):
+    raise validation.ArgumentValueError('devices', 'at least one TF device',
+                                        devices)
+  if parallelism is not None:
+    validation.require_int('parallelism', parallelism, minimum=1)
+  runtime = _Runtime(devices, parallelism)
 
   def executor_stack_fn(cardinalities):
     num_clients = cardinalities.get(tff.CLIENTS) or default_num_clients
