@@ -54,6 +54,9 @@ _RUNTIMES = flags.DEFINE_list(
     'local workers).')
 _MODELS = flags.DEFINE_list('benchmark_datasets', ['digits', 'emnist'],
                             '--suite=runtimes: whose models to time.')
+_TRIALS = flags.DEFINE_integer(
+    'trials', 1, '--suite=runtimes: measure each comparison this many times '
+    'and report the spread of every ratio.')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Also write here.')
 
 HessianMode = meta_gradients.HessianMode
@@ -145,8 +148,12 @@ def _runtime_contexts(names, workers):
   return contexts
 
 
-def run_runtime_suite(names, datasets, repeats):
-  """Every (dataset, mode, workload) of the runtime suite; JSON-ready."""
+def run_runtime_suite(names, datasets, repeats, trials):
+  """Every (dataset, mode, workload) of the runtime suite; JSON-ready.
+
+  Each comparison is measured `trials` times (plain loop and every runtime
+  each time), so that the report can show the spread of every ratio.
+  """
   for name in names:
     runtime.registry.get(name)
   workers = []
@@ -173,37 +180,51 @@ def run_runtime_suite(names, datasets, repeats):
                 mode is HessianMode.FIRST_ORDER and
                 workload is runtime_benchmark.WORKLOADS[0])
         }
-        bytes_moved.clear()
-        seconds = runtime_benchmark.measure_runtimes(
-            lambda: task.build_model(0), hessian_mode=mode,
-            workload=workload, contexts=selected, repeats=repeats,
-            on_context=count_bytes)
-        rounds_timed = repeats + 1
-        for label in selected:
-          if (label, 'end') in bytes_moved:
-            seconds[label]['bytes_per_round'] = (
-                bytes_moved[(label, 'end')] -
-                bytes_moved[(label, 'start')]) / rounds_timed
+        measured = []
+        for _ in range(trials):
+          bytes_moved.clear()
+          seconds = runtime_benchmark.measure_runtimes(
+              lambda: task.build_model(0), hessian_mode=mode,
+              workload=workload, contexts=selected, repeats=repeats,
+              on_context=count_bytes)
+          for label in selected:
+            if (label, 'end') in bytes_moved:
+              seconds[label]['bytes_per_round'] = (
+                  bytes_moved[(label, 'end')] -
+                  bytes_moved[(label, 'start')]) / (repeats + 1)
+          measured.append(seconds)
         results.append(dict(dataset=dataset, hessian_mode=mode.value,
-                            workload=workload.name, seconds=seconds))
+                            workload=workload.name, trials=measured))
         print(format_runtime_row(results[-1]), flush=True)
   return results
 
 
+def _spread(values) -> str:
+  if len(values) == 1:
+    return f'{values[0]:.2f}'
+  return (f'{statistics.median(values):.2f} '
+          f'[{min(values):.2f}-{max(values):.2f}]')
+
+
 def format_runtime_row(result) -> str:
-  """One line: plain-loop ms, then per runtime round/plain and warm-up."""
-  seconds = result['seconds']
-  plain = seconds['plain']['round']
+  """One line: plain-loop ms, then per runtime round / plain and start-up.
+
+  Ratios are medians over trials with their range; the first round is in
+  steady rounds of the same runtime.
+  """
+  trials = result['trials']
+  plain = [t['plain']['round'] for t in trials]
   parts = [f'{result["dataset"]:<7}{result["hessian_mode"]:<12}'
-           f'{result["workload"]:<11}plain {1e3 * plain:8.1f} ms']
-  for label, value in seconds.items():
+           f'{result["workload"]:<11}plain {1e3 * statistics.median(plain):7.1f} ms']
+  for label in trials[0]:
     if label == 'plain':
       continue
-    part = (f'{label} {value["round"] / plain:.2f}x (first round '
-            f'{value["first"] / value["round"]:.1f}, with build '
-            f'{value["warmup"] / value["round"]:.1f} rounds)')
-    if 'bytes_per_round' in value:
-      part += f' {value["bytes_per_round"] / 1e6:.2f} MB/round'
+    ratio = [t[label]['round'] / t['plain']['round'] for t in trials]
+    first = [t[label]['first'] / t[label]['round'] for t in trials]
+    part = f'{label} {_spread(ratio)}x (first round {_spread(first)})'
+    if 'bytes_per_round' in trials[0][label]:
+      part += (f' {trials[0][label]["bytes_per_round"] / 1e6:.2f} '
+               'MB/round')
     parts.append(part)
   return ' | '.join(parts)
 
@@ -211,7 +232,7 @@ def format_runtime_row(result) -> str:
 def main() -> None:
   if _SUITE.value == 'runtimes':
     results = run_runtime_suite(_RUNTIMES.value, _MODELS.value,
-                                _ROUND_REPEATS.value)
+                                _ROUND_REPEATS.value, _TRIALS.value)
     report = {'runtimes': results}
   else:
     config = run_flags.config_from_flags()

@@ -37,6 +37,7 @@ in the same order, without a graph call per client.
 
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import threading
@@ -46,6 +47,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
+# For per-thread function call options (`_calls_as_in_tff_worker`).
+from tensorflow.python.eager import context as tf_context
 from tensorflow_federated.python.common_libs import structure
 from tensorflow_federated.python.core.impl.compiler import building_blocks
 from tensorflow_federated.python.core.impl.computation import computation_impl
@@ -439,15 +442,13 @@ class _Interpreter:
     return weighted_mean
 
   def _intrinsic_sequence_reduce(self, type_signature):
-    del type_signature
+    element_type = type_signature.parameter[0].element
 
     def reduce(arg):
       dataset, zero, op = arg
       total = zero
       for element in dataset:
-        total = op((total, tf.nest.map_structure(
-            lambda t: t, tuple(element) if isinstance(element, tuple)
-            else element)))
+        total = op((total, _to_internal(element, element_type, 0, None)))
       return total
 
     return reduce
@@ -460,6 +461,29 @@ def _zeros(type_spec: tff.Type):
 
 
 # ---- the runtime, executor and context ------------------------------------
+
+
+@contextlib.contextmanager
+def _calls_as_in_tff_worker():
+  """TF function calls on this thread skip Grappler, as TFF's worker does.
+
+  The compiler already ran Grappler on every graph; running it again when
+  TF instantiates each imported function costs the first round about half a
+  second and changes nothing. Function call options are per thread, so the
+  program's own functions are unaffected.
+  """
+  eager = tf_context.context()
+  before = eager.function_call_options
+  config = tf.compat.v1.ConfigProto()
+  config.CopyFrom(eager.config)
+  config.allow_soft_placement = True
+  config.graph_options.rewrite_options.disable_meta_optimizer = True
+  eager.function_call_options = tf_context.FunctionCallOptions(
+      executor_type=before.executor_type, config_proto=config)
+  try:
+    yield
+  finally:
+    eager.function_call_options = before
 
 
 class _Runtime:
@@ -574,7 +598,7 @@ class _Runtime:
         return [function(v) for v in values]
 
     def run_client(i):
-      with tf.device(devices[i % len(devices)]):
+      with _calls_as_in_tff_worker(), tf.device(devices[i % len(devices)]):
         return function(values[i])
 
     return list(self._pool.map(run_client, range(len(values))))
@@ -623,7 +647,8 @@ class InProcessExecutor(executor_base.Executor):
     # Synchronous from here on: no other call can change `num_clients`.
     self._runtime.num_clients = self._num_clients
     function = comp.reference
-    result = function(arg.reference if arg is not None else None)
+    with _calls_as_in_tff_worker():
+      result = function(arg.reference if arg is not None else None)
     return _Value(result, comp.type_signature.result)
 
   async def create_struct(self, elements):
