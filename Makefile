@@ -32,8 +32,12 @@ sweep: install
 test: install
 	$(PY) -m pytest -q tests
 
+# The runtimes against a plain-TF loop (about 30 minutes on 2 cores), then
+# the algorithms' variants on the default workload.
 benchmark: install
-	$(PY) -m binaries.benchmark
+	mkdir -p runs/benchmark
+	$(PY) -m binaries.benchmark --suite=runtimes --trials=2 --output_json=runs/benchmark/runtimes.json
+	$(PY) -m binaries.benchmark --suite=variants --output_json=runs/benchmark/variants.json
 
 clean:
 	rm -rf $(VENV) runs

@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
+from binaries import flag_parsing
 from binaries import runtime_flags
 from data_utils import federated_dataset
 from data_utils import tasks
@@ -124,18 +125,8 @@ def config_from_flags() -> run_config.RunConfig:
   return run_config.RunConfig.from_settings(values)
 
 
-def parse_flags(argv: List[str]) -> List[str]:
-  """absl's flag parser, failing with one `error:` line and status 2."""
-  try:
-    remaining = FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
-    sys.exit(2)
-  if len(remaining) > 1:
-    print(f'error: unexpected arguments {" ".join(remaining[1:])!r}; all '
-          'options are --flags.', file=sys.stderr)
-    sys.exit(2)
-  return remaining
+# Every binary parses its flags with this (one `error:` line, exit 2).
+parse_flags = flag_parsing.parse_flags
 
 
 def quiet_logging() -> None:

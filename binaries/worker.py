@@ -23,6 +23,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+
+from binaries import flag_parsing
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -39,23 +41,6 @@ flags.DEFINE_float('ready_timeout_seconds', 120.0,
 
 _POLL_SECONDS = 0.2
 _STOP_SECONDS = 10.0
-
-
-def parse_flags(argv: List[str]) -> None:
-  """absl's flag parser, failing with one `error:` line and status 2.
-
-  The same contract as `binaries/run_flags.py`, without importing the
-  training flags.
-  """
-  try:
-    remaining = FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
-    sys.exit(2)
-  if len(remaining) > 1:
-    print(f'error: unexpected arguments {" ".join(remaining[1:])!r}; all '
-          'options are --flags.', file=sys.stderr)
-    sys.exit(2)
 
 
 class _Stop:
@@ -108,7 +93,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def main(argv: List[str]) -> int:
-  parse_flags(argv)
+  flag_parsing.parse_flags(argv)
   stop = _Stop()
   # Installed before the worker starts, so that no signal can leave it
   # behind.

@@ -274,3 +274,29 @@ def test_a_round_with_another_number_of_clients_builds_nothing_new(
     for g, w in zip(process.get_model_weights(got).trainable,
                     process.get_model_weights(want).trainable):
       np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+
+
+def test_a_sequence_reduce_at_clients_gives_the_cpp_result(
+    restore_default_context):
+  del restore_default_context
+
+  @tff.tensorflow.computation(np.int64, np.int64)
+  def add(a, b):
+    return a + b
+
+  @tff.tensorflow.computation
+  def zero():
+    return tf.constant(0, tf.int64)
+
+  @tff.federated_computation(tff.SequenceType(np.int64))
+  def reduce(dataset):
+    return tff.sequence_reduce(dataset, zero(), add)
+
+  @tff.federated_computation(
+      tff.FederatedType(tff.SequenceType(np.int64), tff.CLIENTS))
+  def totals(datasets):
+    return tff.federated_map(reduce, datasets)
+
+  data = [tf.data.Dataset.range(5), tf.data.Dataset.range(3)]
+  runtime.set_execution_context('in_process', handle_sigterm=False)
+  assert totals(data) == [10, 3]

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import processes
 from tff_perfed import runtime
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[2])
@@ -21,29 +22,6 @@ ARGS = ['--dataset=digits', '--rounds_per_checkpoint=1',
         '--batch_size=4', '--personalization_steps=1', '--num_eval_clients=2']
 
 
-def _children_named(parent_pid, name='worker_binary'):
-  found = []
-  for pid in os.listdir('/proc'):
-    if not pid.isdigit():
-      continue
-    try:
-      with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-      with open(f'/proc/{pid}/comm') as f:
-        comm = f.read().strip()
-    except OSError:
-      continue
-    if int(fields[1]) == parent_pid and comm == name:
-      found.append(int(pid))
-  return found
-
-
-def _alive(pid):
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-  except OSError:
-    return False
 
 
 def _start(tmp_path, rounds, runtime_name='cpp'):
@@ -57,7 +35,7 @@ def _start(tmp_path, rounds, runtime_name='cpp'):
 def _wait_for_worker(process, timeout=180):
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    workers = _children_named(process.pid)
+    workers = processes.children_named(process.pid)
     if workers:
       return workers
     assert process.poll() is None, process.communicate()
@@ -65,19 +43,12 @@ def _wait_for_worker(process, timeout=180):
   pytest.fail('the binary never started a TFF worker')
 
 
-def _assert_gone(pids, timeout=20):
-  deadline = time.monotonic() + timeout
-  while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-    time.sleep(0.1)
-  assert not [p for p in pids if _alive(p)], 'TFF worker outlived the binary'
-
-
 def test_normal_exit_with_piped_output_leaves_no_worker(tmp_path):
   process = _start(tmp_path, rounds=1)
   workers = _wait_for_worker(process)
   _, stderr = process.communicate(timeout=300)  # Hangs if a worker held it.
   assert process.returncode == 0, stderr.decode()[-2000:]
-  _assert_gone(workers)
+  processes.assert_gone(workers)
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT,
@@ -88,7 +59,7 @@ def test_signal_mid_run_leaves_no_worker(tmp_path, sig):
   process.send_signal(sig)
   process.communicate(timeout=120)
   assert process.returncode != 0
-  _assert_gone(workers)
+  processes.assert_gone(workers)
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
@@ -100,9 +71,9 @@ def test_in_process_run_starts_no_worker_and_ends_at_once_on_a_signal(
   while not (metrics.exists() and metrics.stat().st_size > 0):
     assert process.poll() is None, process.communicate()
     assert time.monotonic() < deadline, 'training never started'
-    assert not _children_named(process.pid)
+    assert not processes.children_named(process.pid)
     time.sleep(0.2)
-  assert not _children_named(process.pid)
+  assert not processes.children_named(process.pid)
   process.send_signal(sig)
   start = time.monotonic()
   _, stderr = process.communicate(timeout=60)  # Hangs if a thread held on.
@@ -125,7 +96,7 @@ def test_exception_mid_run_leaves_no_worker():
                           capture_output=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=ROOT))
   assert result.returncode == 1 and b'boom' in result.stderr
-  _assert_gone([int(result.stdout.split()[0])])
+  processes.assert_gone([int(result.stdout.split()[0])])
 
 
 LIBRARY_SCRIPT = """
@@ -164,7 +135,7 @@ def test_library_user_script_with_piped_output_leaves_no_worker(ending):
   assert b'round done' in stdout, stderr.decode()[-2000:]
   assert (process.returncode == 0) == (ending == 'normal')
   assert b'Traceback' not in stderr or ending == 'exception'
-  _assert_gone(workers)
+  processes.assert_gone(workers)
 
 
 def test_shutdown_workers_stops_this_process_workers():
@@ -180,5 +151,5 @@ def test_shutdown_workers_stops_this_process_workers():
   assert pids
   runtime.shutdown_workers()
   assert not runtime.running_worker_pids()
-  _assert_gone(pids)
+  processes.assert_gone(pids)
   assert add_one(2) == 3  # The context starts a fresh worker on demand.

@@ -22,6 +22,7 @@ import tensorflow_federated as tff
 
 import tff_perfed
 from tff_perfed import models
+import processes
 from tff_perfed import runtime
 from tff_perfed import validation
 from tff_perfed.algorithms import learning_utils
@@ -49,19 +50,9 @@ def _start_workers(n):
   return addresses, pids
 
 
-def _alive(pid):
-  try:
-    with open(f'/proc/{pid}/stat') as f:
-      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-  except OSError:
-    return False
-
 
 def _assert_gone(pids, timeout=20):
-  deadline = time.monotonic() + timeout
-  while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-    time.sleep(0.1)
-  assert not [p for p in pids if _alive(p)], 'a TFF worker was left behind'
+  processes.assert_gone(pids, timeout)
   # pylint: disable-next=protected-access
   assert not set(pids) & set(default_context._child_workers())
 
@@ -315,22 +306,6 @@ def test_worker_killed_mid_computation_fails_it_naming_it(
   _stop(first_pids + second_pids)  # The first one is still computing.
 
 
-def _children_named(parent_pid, name='worker_binary'):
-  found = []
-  for pid in os.listdir('/proc'):
-    if not pid.isdigit():
-      continue
-    try:
-      with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-      with open(f'/proc/{pid}/comm') as f:
-        comm = f.read().strip()
-    except OSError:
-      continue
-    if int(fields[1]) == parent_pid and comm == name:
-      found.append(int(pid))
-  return found
-
 
 def test_worker_binary_serves_a_driver_and_stops_on_sigterm(
     restore_default_context):
@@ -344,7 +319,7 @@ def test_worker_binary_serves_a_driver_and_stops_on_sigterm(
     line = process.stdout.readline().decode()  # Once it accepts calls.
     assert f':{port}' in line and 'tensorflow_federated 0.87.0' in line, (
         line, process.stderr.read(2000) if process.poll() is not None else '')
-    workers = _children_named(process.pid)
+    workers = processes.children_named(process.pid)
     assert len(workers) == 1
     context = remote.set_remote_execution_context([f'127.0.0.1:{port}'],
                                                   timeout_seconds=10)
