@@ -219,6 +219,21 @@ def _add_leaves(a, b):
   return np.add(_numpy(a), _numpy(b))
 
 
+def _add_in_place(total, value) -> None:
+  """total += value leaf by leaf; `total` is made by `_writable_copy`."""
+  if isinstance(total, tuple):
+    for t, v in zip(total, value):
+      _add_in_place(t, v)
+  else:
+    np.add(total, _numpy(value), out=total)
+
+
+def _writable_copy(value):
+  if isinstance(value, tuple):
+    return tuple(_writable_copy(v) for v in value)
+  return np.array(_numpy(value))
+
+
 # ---- the interpreter ------------------------------------------------------
 
 
@@ -378,9 +393,11 @@ class _Interpreter:
       values, zero, accumulate, _, report = arg
       if getattr(accumulate, 'imported', None) is not None and (
           accumulate.imported.is_addition):
-        total = tf.nest.map_structure(_numpy, zero)
+        # In place: a model-sized sum per client would otherwise allocate
+        # a model-sized array per client.
+        total = _writable_copy(zero)
         for value in values:
-          total = _add_leaves(total, value)
+          _add_in_place(total, value)
       else:
         total = zero
         for value in values:
