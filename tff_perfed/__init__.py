@@ -13,14 +13,17 @@ Public API:
     function.
   * `build_personalization_eval`: per-client scores after k = 0..K steps.
   * `models`: built-in models and `models.from_keras` for Keras models.
-  * `runtime`: execution contexts; `runtime.set_local_execution_context()`.
+  * `runtime`: where computations run; `runtime.set_execution_context(name)`
+    with `cpp` (TFF's C++ worker), `in_process` (this process's TensorFlow,
+    GPUs included) or `remote` (TFF workers on other machines).
 
 Sub-packages: `algorithms` (one module per algorithm and their registry),
 `models`, `evaluation`, `program` (the training loop and run outputs) and
 `runtime`.
 
-Importing the package replaces TFF's import-time default context by an
-equivalent one whose worker never outlives the program (see
+Importing the package replaces TFF's import-time default context: by
+`in_process` when TensorFlow sees a GPU, otherwise by an equivalent C++
+context whose worker never outlives the program (see
 `tff_perfed.runtime.default_context`).
 """
 

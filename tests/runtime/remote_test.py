@@ -102,7 +102,8 @@ def _rounds(process, rounds, data):
 
 
 def _on_both(context, fn):
-  """`fn()` on the local reference context, then on `context`."""
+  """`fn()` on the local `cpp` reference, then on `context`."""
+  runtime.set_execution_context('cpp', handle_sigterm=False)
   reference = fn()
   tff.framework.set_default_context(context)
   return reference, fn()
@@ -118,12 +119,15 @@ def _assert_same_round(reference, result):
       metrics, remote_metrics)
 
 
+@pytest.mark.parametrize('hessian_mode', list(tff_perfed.HessianMode))
 def test_per_fedavg_rounds_match_the_local_context(two_workers,
-                                                   restore_default_context):
+                                                   restore_default_context,
+                                                   hessian_mode):
   del restore_default_context
   process = tff_perfed.build_per_fedavg(_model, inner_learning_rate=0.1,
                                         outer_learning_rate=0.5,
-                                        local_steps=1)
+                                        local_steps=1,
+                                        hessian_mode=hessian_mode)
   data = _client_data()
   before = remote.bytes_moved(two_workers)
   reference, result = _on_both(two_workers, lambda: _rounds(process, 2, data))
