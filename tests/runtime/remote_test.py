@@ -112,8 +112,10 @@ def _on_both(context, fn):
 def _assert_same_round(reference, result):
   (weights, metrics), (remote_weights, remote_metrics) = reference, result
   assert weights and len(weights) == len(remote_weights)
+  # Partial sums merged across workers round differently from one sum;
+  # the Hessian-free difference (over 2d = 2e-3) amplifies that to ~5e-7.
   for expected, actual in zip(weights, remote_weights):
-    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
   tf.nest.map_structure(
       lambda e, a: np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7),
       metrics, remote_metrics)
