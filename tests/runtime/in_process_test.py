@@ -300,3 +300,17 @@ def test_a_sequence_reduce_at_clients_gives_the_cpp_result(
   data = [tf.data.Dataset.range(5), tf.data.Dataset.range(3)]
   runtime.set_execution_context('in_process', handle_sigterm=False)
   assert totals(data) == [10, 3]
+
+
+def test_secure_sums_are_plain_sums_in_simulation(
+    restore_default_context):
+  del restore_default_context
+  client_ints = tff.FederatedType(np.int32, tff.CLIENTS)
+
+  @tff.federated_computation(client_ints)
+  def sums(values):
+    return (tff.federated_secure_sum_bitwidth(values, 8),
+            tff.federated_secure_sum(values, 100))
+
+  runtime.set_execution_context('in_process', handle_sigterm=False)
+  assert [int(x) for x in sums([3, 5, 9])] == [17, 17]

@@ -406,6 +406,9 @@ class _Interpreter:
 
     return aggregate
 
+  # federated_sum, _mean, _weighted_mean, _min and _max never reach the
+  # interpreter: TFF's compiler replaces them by federated_aggregate.
+
   def _sum(self, values, zero_like):
     total = None
     for value in values:
@@ -414,10 +417,6 @@ class _Interpreter:
       total = zero_like
     return tf.nest.map_structure(_numpy, total)
 
-  def _intrinsic_federated_sum(self, type_signature):
-    zero = _zeros(type_signature.result.member)
-    return lambda values: self._sum(values, zero)
-
   def _intrinsic_federated_secure_sum(self, type_signature):
     # In simulation the secure sums are plain sums; the bound is TFF's
     # promise to the cryptography, not part of the result.
@@ -425,38 +424,6 @@ class _Interpreter:
     return lambda arg: self._sum(arg[0], zero)
 
   _intrinsic_federated_secure_sum_bitwidth = _intrinsic_federated_secure_sum
-
-  def _intrinsic_federated_secure_modular_sum(self, type_signature):
-    zero = _zeros(type_signature.result.member)
-
-    def modular_sum(arg):
-      values, modulus = arg
-      total = self._sum(values, zero)
-      return tf.nest.map_structure(np.mod, total, modulus)
-
-    return modular_sum
-
-  def _intrinsic_federated_mean(self, type_signature):
-    zero = _zeros(type_signature.result.member)
-
-    def mean(values):
-      total = self._sum(values, zero)
-      return tf.nest.map_structure(lambda t: t / len(values), total)
-
-    return mean
-
-  def _intrinsic_federated_weighted_mean(self, type_signature):
-    zero = _zeros(type_signature.result.member)
-
-    def weighted_mean(arg):
-      values, weights = arg
-      weighted = [tf.nest.map_structure(lambda t, w=w: _numpy(t) * w, v)
-                  for v, w in zip(values, weights)]
-      total = self._sum(weighted, zero)
-      weight = np.sum(weights)
-      return tf.nest.map_structure(lambda t: t / weight, total)
-
-    return weighted_mean
 
   def _intrinsic_sequence_reduce(self, type_signature):
     element_type = type_signature.parameter[0].element

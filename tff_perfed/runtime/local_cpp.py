@@ -231,7 +231,8 @@ def exit_now(code: int) -> None:
   os._exit(code)  # pylint: disable=protected-access
 
 
-def _exit_on_sigterm(signum, frame) -> None:
+def exit_on_sigterm(signum, frame) -> None:
+  """A SIGTERM handler: `exit_now(143)` (workers stopped, stdio flushed)."""
   del frame
   exit_now(128 + signum)
 
@@ -256,4 +257,4 @@ def set_local_execution_context(*,
       worker_log_path=worker_log_path)
   tff.framework.set_default_context(context)
   if handle_sigterm and threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)

@@ -92,11 +92,6 @@ def get(name: str) -> Runtime:
   return RUNTIMES[name]
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-  del frame
-  local_cpp.exit_now(128 + signum)
-
-
 def set_execution_context(name: str = AUTO, *, handle_sigterm: bool = True,
                           **options) -> Any:
   """Installs the runtime `name` as TFF's default execution context.
@@ -125,5 +120,5 @@ def set_execution_context(name: str = AUTO, *, handle_sigterm: bool = True,
   context = runtime.create_context(**options)
   tff.framework.set_default_context(context)
   if handle_sigterm and threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, local_cpp.exit_on_sigterm)
   return context
