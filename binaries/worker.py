@@ -108,16 +108,17 @@ def main(argv: List[str]) -> int:
 
   if stop.requested:
     return 0
+  args, preexec_fn = local_cpp.owned_command([
+      local_cpp.worker_binary_path(), f'--port={FLAGS.port}',
+      '--max_concurrent_computation_calls='
+      f'{FLAGS.max_concurrent_computation_calls}'
+  ])
   process = subprocess.Popen(
-      [
-          local_cpp.worker_binary_path(), f'--port={FLAGS.port}',
-          '--max_concurrent_computation_calls='
-          f'{FLAGS.max_concurrent_computation_calls}'
-      ],
+      args,
       stdin=subprocess.DEVNULL,
       stdout=sys.stderr,  # stdout carries only the address line.
       close_fds=True,
-      preexec_fn=local_cpp.die_with_parent)
+      preexec_fn=preexec_fn)
   stop.process = process
   if stop.requested:  # A signal between Popen and the line above.
     process.terminate()

@@ -20,12 +20,13 @@ Guarantees, for every worker started here:
 import atexit
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from absl import logging
 import grpc
@@ -61,6 +62,25 @@ def die_with_parent() -> None:
 
 _die_with_parent = die_with_parent
 
+# util-linux's setpriv sets the parent-death signal and execs the worker, so
+# that no Python code runs between fork and exec: a `preexec_fn` in a
+# process with other threads (TF's, gRPC's, the in_process runtime's) can
+# deadlock or abort the child (seen: a worker dying with SIGABRT at start).
+_SETPRIV = shutil.which('setpriv') if sys.platform.startswith('linux') else None
+
+
+def owned_command(args: Sequence[str]) -> Tuple[List[str], Optional[Any]]:
+  """`(args, preexec_fn)` for a child that dies with this process.
+
+  With `setpriv` the command is prefixed and needs no `preexec_fn`;
+  otherwise (no util-linux) `die_with_parent` runs in the child.
+  """
+  if _SETPRIV:
+    return [_SETPRIV, '--pdeathsig', 'KILL', '--', *args], None
+  if sys.platform.startswith('linux'):
+    return list(args), die_with_parent
+  return list(args), None
+
 
 def start_worker(max_concurrent_computation_calls: int = -1,
                  log_path: Optional[str] = None,
@@ -85,6 +105,7 @@ def start_worker(max_concurrent_computation_calls: int = -1,
       worker_binary_path(), f'--port={port}',
       f'--max_concurrent_computation_calls={max_concurrent_computation_calls}'
   ]
+  args, preexec_fn = owned_command(args)
   log_file = open(log_path, 'ab') if log_path else subprocess.DEVNULL
   try:
     process = subprocess.Popen(
@@ -93,8 +114,7 @@ def start_worker(max_concurrent_computation_calls: int = -1,
         stdout=log_file,
         stderr=log_file,
         close_fds=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith('linux') else
-        None)
+        preexec_fn=preexec_fn)
   finally:
     if log_path:
       log_file.close()
