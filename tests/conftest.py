@@ -14,3 +14,12 @@ def local_execution_context():
   runtime.set_local_execution_context(handle_sigterm=False)
   yield
   runtime.shutdown_workers()
+
+
+@pytest.fixture
+def restore_default_context():
+  """Puts back the default context a test replaced."""
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  before = tff.framework.get_context_stack().current
+  yield
+  tff.framework.set_default_context(before)

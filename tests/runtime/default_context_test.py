@@ -9,14 +9,6 @@ from tff_perfed import runtime
 from tff_perfed.runtime import default_context
 
 
-@pytest.fixture
-def restore_default_context():
-  stack = tff.framework.get_context_stack()
-  before = stack.current
-  yield
-  tff.framework.set_default_context(before)
-
-
 def _add_one(x):
   return x + 1
 

@@ -32,13 +32,6 @@ from tff_perfed.runtime import tensorflow_graphs
 ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
 
-@pytest.fixture
-def restore_default_context():
-  before = tff.framework.get_context_stack().current
-  yield
-  tff.framework.set_default_context(before)
-
-
 def _metrics(output_dir):
   with open(os.path.join(output_dir, 'metrics.csv')) as f:
     return [{name: float(value) for name, value in row.items()

@@ -33,14 +33,6 @@ ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 DIM, CLASSES, BATCH, NUM_CLIENTS = 64, 10, 4, 5
 
 
-@pytest.fixture
-def restore_default_context():
-  stack = tff.framework.get_context_stack()
-  before = stack.current
-  yield
-  tff.framework.set_default_context(before)
-
-
 def _start_workers(n):
   """Starts `n` local workers; returns their addresses and pids."""
   before = set(runtime.running_worker_pids())
