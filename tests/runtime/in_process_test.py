@@ -214,13 +214,22 @@ process = tff_perfed.build_per_fedavg(
     inner_learning_rate=0.1, outer_learning_rate=0.1, local_steps=2,
     hessian_mode=tff_perfed.HessianMode.EXACT)
 weights = {}
-for name in ('cpp', 'in_process'):
-  runtime.set_execution_context(name, handle_sigterm=False)
+for name, options in (('cpp', {}), ('in_process', {}),
+                      ('in_process', dict(devices=['/CPU:0', '/CPU:1'],
+                                          parallelism=2))):
+  context = runtime.set_execution_context(name, handle_sigterm=False,
+                                          **options)
+  if options:
+    seen_by_default = dict(seen)
+    seen.clear()
+    name = 'explicit'
+    parallel = context.in_process_runtime.parallelism
   state, _ = process.next(process.initialize(), data)
   weights[name] = [w.tolist() for w in process.get_model_weights(
       state).trainable]
 json.dump(dict(devices=runtime.local_devices(), seen=dict(seen),
-               weights=weights), sys.stdout)
+               weights=weights, parallel=parallel,
+               seen_by_default=seen_by_default), sys.stdout)
 '''
 
 
@@ -232,11 +241,14 @@ def test_client_work_runs_on_every_local_device_with_the_cpp_numbers():
   import json  # pylint: disable=g-import-not-at-top
   report = json.loads(result.stdout)
   assert len(report['devices']) == 2
-  used = {device.rsplit('/', 1)[-1] for device in report['seen']}
-  assert used == {'device:CPU:0', 'device:CPU:1'}, report['seen']
-  for cpp, local in zip(report['weights']['cpp'],
-                        report['weights']['in_process']):
-    np.testing.assert_allclose(local, cpp, rtol=1e-5, atol=1e-7)
+  for seen in (report['seen_by_default'], report['seen']):
+    used = {device.rsplit('/', 1)[-1] for device in seen}
+    assert used == {'device:CPU:0', 'device:CPU:1'}, seen
+  assert report['parallel'] == 2
+  for other in ('in_process', 'explicit'):
+    for cpp, local in zip(report['weights']['cpp'],
+                          report['weights'][other]):
+      np.testing.assert_allclose(local, cpp, rtol=1e-5, atol=1e-7)
 
 
 def test_a_round_with_another_number_of_clients_builds_nothing_new(

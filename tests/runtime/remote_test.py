@@ -244,13 +244,23 @@ def test_unreachable_worker_is_named_within_the_timeout():
   assert '\n' not in message
 
 
-def test_worker_killed_between_rounds_fails_the_next_round_naming_it(
-    restore_default_context):
-  del restore_default_context
+def _two_fresh_workers():
+  """A default remote context on two new workers (for tests that kill one).
+
+  Returns:
+    `(context, second_addresses, first_pids, second_pids)`.
+  """
   first, first_pids = _start_workers(1)
   second, second_pids = _start_workers(1)
   context = remote.create_remote_execution_context(first + second)
   tff.framework.set_default_context(context)
+  return context, second, first_pids, second_pids
+
+
+def test_worker_killed_between_rounds_fails_the_next_round_naming_it(
+    restore_default_context):
+  del restore_default_context
+  context, second, first_pids, second_pids = _two_fresh_workers()
 
   @tff.tensorflow.computation(tff.TensorType(np.float32))
   def double(x):
@@ -277,10 +287,7 @@ def test_worker_killed_between_rounds_fails_the_next_round_naming_it(
 def test_worker_killed_mid_computation_fails_it_naming_it(
     restore_default_context):
   del restore_default_context
-  first, first_pids = _start_workers(1)
-  second, second_pids = _start_workers(1)
-  context = remote.create_remote_execution_context(first + second)
-  tff.framework.set_default_context(context)
+  context, second, first_pids, second_pids = _two_fresh_workers()
 
   @tff.tensorflow.computation(tff.TensorType(np.float32))
   def slow(x):  # Minutes of work.

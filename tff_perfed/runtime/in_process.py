@@ -479,6 +479,7 @@ class _Runtime:
     # which a program can no longer configure them.
     self._devices = list(devices) if devices is not None else None
     self._parallelism = parallelism
+    self._resolved = False
     self._lock = threading.Lock()
     self._tensorflow_functions: Dict[bytes, _TensorFlowFunction] = {}
     # id(computation) -> (computation, function); the computation is kept
@@ -557,17 +558,25 @@ class _Runtime:
   @property
   def devices(self) -> List[str]:
     """The devices client work runs on (resolved, and the pool made, once)."""
-    if self._devices is None or (self._parallelism is None):
+    if not self._resolved:
       with self._lock:
-        if self._devices is None:
-          self._devices = local_devices()
-        if self._parallelism is None:
-          self._parallelism = default_parallelism(self._devices)
-        if self._parallelism > 1:
-          self._pool = concurrent.futures.ThreadPoolExecutor(
-              max_workers=self._parallelism,
-              thread_name_prefix='tff_perfed_in_process')
+        if not self._resolved:
+          if self._devices is None:
+            self._devices = local_devices()
+          if self._parallelism is None:
+            self._parallelism = default_parallelism(self._devices)
+          if self._parallelism > 1:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._parallelism,
+                thread_name_prefix='tff_perfed_in_process')
+          self._resolved = True
     return self._devices
+
+  @property
+  def parallelism(self) -> int:
+    """Clients executed at once."""
+    self.devices  # pylint: disable=pointless-statement
+    return self._parallelism
 
   def map_clients(self, function, values):
     """`[function(v) for v in values]`, client i on device i mod #devices.
