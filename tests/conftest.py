@@ -4,9 +4,20 @@ import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
+import hypothesis  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 from tff_perfed import runtime  # pylint: disable=g-import-not-at-top
+
+# Property tests: a small, derandomized profile for CI (`make test`), and a
+# longer one for hunting (`HYPOTHESIS_PROFILE=thorough make test`).
+hypothesis.settings.register_profile(
+    'ci', max_examples=20, deadline=None, derandomize=True,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.register_profile(
+    'thorough', max_examples=500, deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))
 
 
 @pytest.fixture(scope='session', autouse=True)
