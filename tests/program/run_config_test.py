@@ -85,3 +85,10 @@ def test_settings_missing_from_an_older_run_count_as_their_defaults():
 def test_every_field_is_a_setting_with_a_default():
   for field in dataclasses.fields(RunConfig):
     assert field.default is not dataclasses.MISSING, field.name
+
+
+def test_strict_data_is_a_resumable_bool_setting():
+  assert not RunConfig(strict_data=True).changed_settings(
+      RunConfig().to_json())
+  with pytest.raises(TypeError, match='strict_data'):
+    RunConfig(strict_data='yes')

@@ -96,6 +96,10 @@ class RunConfig:
       evaluation_seed, noise_seed: Pin one kind's seed (None: derived from
       `seed`).
     output_dir: Where results and checkpoints go.
+    strict_data: A client whose examples fail the data checks
+      (`data_utils.client_checks`) stops the run before training; by
+      default it is dropped with a warning and listed in the output
+      directory.
   """
   algorithm: str = 'per_fedavg'
   dataset: str = 'digits'
@@ -131,10 +135,13 @@ class RunConfig:
   evaluation_seed: Optional[int] = None
   noise_seed: Optional[int] = None
   output_dir: str = 'runs/train'
+  strict_data: bool = False
 
   # Settings a resumed run may change: they do not alter what was computed.
+  # `strict_data` only decides whether bad clients stop the run: a run that
+  # goes on trains the same clients either way.
   RESUMABLE_SETTINGS = ('rounds', 'eval_every', 'rounds_per_checkpoint',
-                        'output_dir', 'data_dir')
+                        'output_dir', 'data_dir', 'strict_data')
 
   def __post_init__(self):
     validation.require_choice('algorithm', self.algorithm, registry.names())
@@ -162,6 +169,9 @@ class RunConfig:
     if not isinstance(self.output_dir, str) or not self.output_dir:
       raise validation.ArgumentValueError('output_dir', 'a directory path',
                                           self.output_dir)
+    if not isinstance(self.strict_data, bool):
+      raise validation.ArgumentTypeError('strict_data', 'a bool',
+                                         self.strict_data)
     if self.data_dir is not None and not isinstance(self.data_dir, str):
       raise validation.ArgumentTypeError('data_dir', 'a directory path',
                                          self.data_dir)
