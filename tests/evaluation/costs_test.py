@@ -245,11 +245,19 @@ def test_rounds_to_target_rejects_bad_input_naming_it(rounds, values, target,
 
 
 def test_fairness_is_the_fraction_strictly_beating_the_local_model():
-  personalized = [0.9, 0.5, 0.7, 0.4, math.nan]
-  local = [0.8, 0.5, 0.6, 0.6, 0.1]
-  # Clients 0 and 2 are better; the tie and the NaN are not.
-  assert costs.fairness(personalized, local) == 2 / 5
+  personalized = [0.9, 0.5, 0.7, 0.4]
+  local = [0.8, 0.5, 0.6, 0.6]
+  # Clients 0 and 2 are better; the tie is not.
+  assert costs.fairness(personalized, local) == 2 / 4
   assert costs.fairness(np.float32([0.3]), np.float32([0.2])) == 1.0
+
+
+def test_fairness_leaves_out_clients_without_two_finite_accuracies():
+  # Clients 1 and 3 have no accuracy to compare (no test examples, NaN data).
+  personalized = [0.9, math.nan, 0.7, 0.6, 0.4]
+  local = [0.8, math.nan, 0.6, math.inf, 0.6]
+  assert costs.fairness(personalized, local) == 2 / 3
+  assert math.isnan(costs.fairness([math.nan], [0.5]))
 
 
 @pytest.mark.parametrize('personalized,local,name', [

@@ -142,3 +142,16 @@ def test_rows_prefix_every_metric_with_local():
                               num_test_examples=np.float32(4))])
   assert rows == [{'local_accuracy': 0.5, 'local_loss': 1.5,
                    'num_test_examples': 4.0}]
+
+
+def test_a_client_without_test_examples_has_no_local_score():
+  model, steps, learning_rate = _model(), 2, 0.5
+  scored, = _clients(seed=2, num_clients=1)
+  empty, = _clients(seed=3, num_clients=1, num_test=0)
+  results = _evaluate(model, [scored, empty], steps, learning_rate)
+  accuracy, _ = _np_train_and_score(model.initial_weights[0], *scored, steps,
+                                    learning_rate)
+  np.testing.assert_allclose(results[0]['accuracy'], accuracy, atol=1e-5)
+  # Not accuracy 0 and loss 0 (the metrics' 0 / 0).
+  assert results[1]['num_test_examples'] == 0
+  assert np.isnan(results[1]['accuracy']) and np.isnan(results[1]['loss'])

@@ -1,6 +1,7 @@
 """Personalized evaluation against a NumPy softmax-regression reference."""
 
 import collections
+import json
 import logging
 
 import numpy as np
@@ -12,6 +13,7 @@ import tff_perfed
 from tff_perfed import models
 from tff_perfed.algorithms import learning_utils
 from tff_perfed.evaluation import personalization
+from tff_perfed.evaluation import summaries
 
 DIM, CLASSES = 3, 4
 
@@ -139,3 +141,64 @@ def test_degenerate_settings_log_a_warning(caplog):
         adaptation_draws=3)
   assert 'learning_rate=0' in caplog.text
   assert 'adaptation_draws=3 without adaptation' in caplog.text
+
+
+def test_clients_without_test_examples_or_with_nan_data_are_counted_not_scored():
+  alpha, steps = 0.5, 1
+  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=0,
+                           hidden_units=())
+  evaluate = tff_perfed.build_personalization_eval(
+      model, personalization_steps=steps, learning_rate=alpha)
+  rng = np.random.default_rng(2)
+
+  def client(num_test):
+    return (rng.normal(size=(4, DIM)), rng.integers(0, CLASSES, 4),
+            rng.normal(size=(num_test, DIM)), rng.integers(0, CLASSES,
+                                                           num_test))
+
+  good = [client(5), client(6)]
+  no_test = client(0)
+  nan_test = client(5)
+  nan_test[2][1, 0] = np.nan  # Unscorable before and after adapting.
+  nan_train = client(5)
+  nan_train[0][0, 2] = np.nan  # Scores at k = 0, NaN after the step.
+  clients = [good[0], no_test, nan_test, good[1], nan_train]
+  results = evaluate(
+      learning_utils.build_initial_weights_computation(model)(),
+      [_dataset(c[0], c[1], 4) for c in clients],
+      [_dataset(c[2], c[3], 5) for c in clients])
+  rows = personalization.per_client_metrics(results)
+
+  # The empty client's scores are undefined, not accuracy 0 and loss 0.
+  assert rows[1]['num_test_examples'] == 0
+  assert all(np.isnan(v) for n, v in rows[1].items()
+             if n != 'num_test_examples')
+  assert np.isfinite(rows[4]['personalized_loss@0'])
+  assert np.isnan(rows[4]['personalized_loss@1'])
+
+  summary = summaries.summarize(rows)
+  assert summary['num_evaluated_clients'] == 2
+  assert summary['num_clients_without_test_examples'] == 1
+  assert summary['num_non_finite_clients'] == 2
+  # The figures are those of the two good clients alone, by NumPy.
+  w0, b0 = (v.astype(np.float64) for v in model.initial_weights[0])
+  per_step = []  # per_step[k] = [(accuracy, loss) of each good client]
+  for k in range(steps + 1):
+    scores = []
+    for train_x, train_y, test_x, test_y in good:
+      w, b = w0, b0
+      if k:
+        w, b = _np_step(w, b, train_x, train_y, alpha)
+      scores.append(_np_metrics(w, b, test_x, test_y))
+    per_step.append(np.array(scores))
+  for k, scores in enumerate(per_step):
+    accuracy, loss = scores[:, 0], scores[:, 1]
+    assert summary[f'personalized_accuracy@{k}'] == pytest.approx(
+        accuracy.mean(), abs=1e-6)
+    assert summary[f'personalized_accuracy@{k}/worst'] == pytest.approx(
+        accuracy.min(), abs=1e-6)
+    assert summary[f'personalized_loss@{k}'] == pytest.approx(
+        loss.mean(), rel=1e-5)
+    assert summary[f'personalized_loss@{k}/worst'] == pytest.approx(
+        loss.max(), rel=1e-5)
+  json.dumps(summary, allow_nan=False)  # Strict JSON: no NaN, no Infinity.

@@ -24,7 +24,8 @@ and 5) compares federated algorithms beyond accuracy by:
   (b), 5; the local models come from
   `tff_perfed.evaluation.local_models`). Ties count as not better: a
   personalized model that only matches the client's own model brought it
-  nothing.
+  nothing. Clients without two finite accuracies are left out, as the
+  personalized summaries leave them out.
 """
 
 import dataclasses
@@ -292,8 +293,11 @@ def fairness(personalized: Sequence[float], local: Sequence[float]) -> float:
       own data, in the same order.
 
   Returns:
-    The fraction of clients with personalized > local (strictly: ties and
-    NaNs count as not better), in [0, 1].
+    The fraction of clients with personalized > local (strictly: ties count
+    as not better), in [0, 1], among the clients whose two accuracies are
+    both finite: a client with no test examples, or with non-finite data,
+    has no accuracy to compare and is left out, as in
+    `summaries.summarize`. NaN if no client has both.
 
   Raises:
     ValueError: If the sequences are empty or of different lengths.
@@ -309,5 +313,8 @@ def fairness(personalized: Sequence[float], local: Sequence[float]) -> float:
         f'{len(local)} accuracies')
   _check_real_sequence('personalized', personalized)
   _check_real_sequence('local', local)
-  better = sum(1 for p, l in zip(personalized, local) if p > l)
-  return better / len(personalized)
+  compared = [(p, l) for p, l in zip(personalized, local)
+              if math.isfinite(p) and math.isfinite(l)]
+  if not compared:
+    return math.nan
+  return sum(1 for p, l in compared if p > l) / len(compared)

@@ -64,7 +64,7 @@ def build_train_and_score(model: tff.learning.models.FunctionalModel, *,
   `(trainable, non_trainable)` pair), one per train batch, and returns an
   `OrderedDict` of the trained model's finalized metrics except
   `num_examples` (float32 scalars), plus `num_test_examples` when the model
-  counts examples.
+  counts examples; a client with 0 test examples then scores NaN.
   """
   names = personalization.finalized_metric_names(model)
 
@@ -88,6 +88,8 @@ def build_train_and_score(model: tff.learning.models.FunctionalModel, *,
     result = collections.OrderedDict(
         (name, finalized[name]) for name in names if name != NUM_EXAMPLES)
     if NUM_EXAMPLES in names:
+      result = personalization.undefined_without_examples(
+          result, finalized[NUM_EXAMPLES])
       result[NUM_TEST_EXAMPLES] = finalized[NUM_EXAMPLES]
     return result
 

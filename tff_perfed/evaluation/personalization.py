@@ -15,7 +15,10 @@ less noise than one draw, and the test split untouched.
 
 Any `tff.learning.models.FunctionalModel` can be evaluated; the scores are
 the model's own finalized metrics (for the built-in and `from_keras` models:
-`loss`, `accuracy`, `num_examples`). TFF's
+`loss`, `accuracy`, `num_examples`). A client with no test examples has no
+score: where the model counts examples, its scores are NaN (the models'
+0 / 0 would otherwise read as accuracy 0 and loss 0), and
+`tff_perfed.evaluation.summaries.summarize` leaves it out and counts it. TFF's
 `build_personalization_eval_computation` works on Keras-backed
 `VariableModel`s only, so the (small) adapt-and-score loop is written here
 on tensors and mapped over clients with TFF.
@@ -118,6 +121,29 @@ def score(model: tff.learning.models.FunctionalModel, weights,
       for name, value in model.finalize_metrics(state).items())
 
 
+def undefined_without_examples(scores: Mapping[str, tf.Tensor],
+                               num_examples: tf.Tensor
+                              ) -> collections.OrderedDict:
+  """`scores` with every entry NaN if `num_examples` is 0.
+
+  A mean over no examples is undefined; the built-in models' metrics return
+  0 for it (`divide_no_nan`), which a mean over clients would take for a
+  real accuracy of 0.
+
+  Args:
+    scores: float32 tensors, any shape.
+    num_examples: The number of examples they were computed on (scalar).
+
+  Returns:
+    An `OrderedDict` of the same names and shapes.
+  """
+  has_examples = tf.cast(num_examples, tf.float32) > 0
+  return collections.OrderedDict(
+      (name, tf.where(has_examples, value,
+                      tf.fill(tf.shape(value), float('nan'))))
+      for name, value in scores.items())
+
+
 def build_per_client_eval(model: tff.learning.models.FunctionalModel,
                           client_fn) -> tff.Computation:
   """Maps `client_fn((trainable, non_trainable), train, test)` over clients.
@@ -154,7 +180,8 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
   The function returns an `OrderedDict` mapping each of the model's
   finalized metrics except `num_examples` to a float32[K+1] vector, entry k
   scoring the model after k adaptation steps, plus `num_test_examples`
-  (float32) when the model counts examples. Draw r adapts on train batches
+  (float32) when the model counts examples; a client with 0 test examples
+  then scores NaN at every k. Draw r adapts on train batches
   r*K .. r*K + K - 1 and entries k >= 1 are means over the R draws (entry 0,
   the unadapted model, is scored once). If a draw's batches run out, its
   remaining steps keep its last weights.
@@ -190,6 +217,7 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
         (name, tf.stack([s[name] for s in scores]))
         for name in names if name != NUM_EXAMPLES)
     if NUM_EXAMPLES in names:
+      result = undefined_without_examples(result, unadapted[NUM_EXAMPLES])
       result[NUM_TEST_EXAMPLES] = unadapted[NUM_EXAMPLES]
     return result
 
@@ -207,7 +235,10 @@ def build_personalization_eval(model: tff.learning.models.FunctionalModel, *,
     -> {<metric=float32[K+1], ..., num_test_examples=float32>}@CLIENTS)`:
   per-client results, which a simulation receives as a list. Each client's
   train dataset holds R * K adaptation batches: draw r adapts on batches
-  r*K .. r*K + K - 1, and every metric is the mean over the draws.
+  r*K .. r*K + K - 1, and every metric is the mean over the draws. A client
+  with no test examples scores NaN; one whose data or adapted model is not
+  finite scores whatever TF computes (NaN or Inf): both are left out of
+  `summaries.summarize`'s figures and counted there.
 
   Args:
     model: The `FunctionalModel` being evaluated. It must report at least
@@ -243,7 +274,9 @@ def per_client_metrics(results: Sequence[Mapping[str, np.ndarray]]
                       ) -> List[Dict[str, float]]:
   """Flattens per-client results into `{personalized_<metric>@k: ...}` rows.
 
-  `num_test_examples`, when present, is copied as is.
+  `num_test_examples`, when present, is copied as is; undefined scores stay
+  NaN (`clients.csv` shows them as such; `summaries.summarize` excludes
+  the client).
   """
   rows = []
   for result in results:

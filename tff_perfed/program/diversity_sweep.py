@@ -195,6 +195,12 @@ def _format(value: Any) -> Any:
   return value
 
 
+def _finite_mean(values: Sequence[float]) -> Optional[float]:
+  """Mean over finite values (a client without test examples is NaN)."""
+  finite = [v for v in values if math.isfinite(v)]
+  return float(np.mean(finite)) if finite else None
+
+
 def write_sweep_csv(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
   """`sweep.csv`: one row per (algorithm, zeta, seed), atomically."""
 
@@ -316,8 +322,9 @@ def run_diversity_sweep(base_config: run_config_lib.RunConfig, *,
             bytes_to_target=(None if rounds_to_target is None else
                              per_round * rounds_to_target),
             fairness=costs.fairness(personalized, local),
-            local_accuracy=float(np.mean(local)),
-            **{name: result.summary[name]
+            local_accuracy=_finite_mean(local),
+            # Absent when no evaluated client could be scored.
+            **{name: result.summary.get(name)
                for name in ('personalized_accuracy@1',
                             'personalized_accuracy@5')},
             **cost))
