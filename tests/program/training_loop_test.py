@@ -96,3 +96,49 @@ def test_flat_names_keep_client_work_and_evaluation_without_prefixes_and_finaliz
       'num_non_finite_updates': 0.0, 'round_seconds': 0.5,
       'finalizer/update_non_finite': 0.0,
       'personalized_accuracy@1': 0.9, 'evaluation_seconds': 0.1})
+
+
+def test_a_run_resumed_past_its_total_rounds_saves_no_relabelled_state(
+    tmp_path, caplog):
+  process = _process()
+  _run(process, tmp_path, 5, [], tff.program.MemoryReleaseManager(),
+       rounds_per_checkpoint=3)
+  evaluated = []
+  state, manager = _run(process, tmp_path, 4, evaluated,
+                        tff.program.MemoryReleaseManager(),
+                        rounds_per_checkpoint=3)
+  # Before, round 5's state was saved as round 4.
+  assert asyncio.run(manager.get_versions()) == [0, 3, 5]
+  assert evaluated == []
+  saved, _ = asyncio.run(manager.load_latest(process.initialize()))
+  for a, b in zip(process.get_model_weights(state).trainable,
+                  process.get_model_weights(saved).trainable):
+    np.testing.assert_array_equal(a, b)
+  warnings = [r.getMessage() for r in caplog.records
+              if r.levelname == 'WARNING']
+  assert len(warnings) == 1 and 'round 5' in warnings[0]
+
+
+def test_a_round_whose_every_update_is_non_finite_stops_before_it_is_saved(
+    tmp_path):
+  def nan_data(round_num):
+    datasets = _data(round_num)
+    if round_num < 3:
+      return datasets
+    return [d.map(lambda e: collections.OrderedDict(x=e['x'] * np.nan,
+                                                    y=e['y']))
+            for d in datasets]
+
+  manager = tff.program.FileProgramStateManager(
+      str(tmp_path / 'checkpoints'), keep_total=10)
+  releases = tff.program.MemoryReleaseManager()
+  with pytest.raises(training_loop.TrainingDivergedError) as error:
+    training_loop.run_training_loop(
+        _process(), training_data_fn=nan_data, total_rounds=5,
+        state_manager=manager, release_managers=[releases])
+  assert error.value.round_num == 3 and error.value.last_saved_round == 2
+  assert str(error.value).startswith(
+      'training diverged at round 3: the updates of all 2 clients were '
+      'non-finite')
+  assert asyncio.run(manager.get_versions()) == [0, 1, 2]
+  assert sorted(dict(releases.values())) == [0, 1, 2]

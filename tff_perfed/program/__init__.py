@@ -7,7 +7,11 @@
   loop + output files.
 * `comparison`: `run_seed_comparison`, algorithms over several seeds with
   spread and a paired confidence interval.
-* `outputs`, `plots`: the files a run writes.
+* `checkpoints`: TFF's file state manager, resuming past a damaged
+  checkpoint and cleaning up interrupted saves.
+* `run_lock`: one run at a time per output directory.
+* `outputs`, `plots`: the files a run writes (atomically, strict JSON,
+  failing writes as one-line `OutputWriteError`s).
 """
 
 from tff_perfed.program.experiment import run_experiment

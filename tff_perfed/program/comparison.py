@@ -17,6 +17,7 @@ round happened to land.
 """
 
 import dataclasses
+import math
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -220,7 +221,10 @@ def run_seed_comparison(base_config: run_config_lib.RunConfig, *,
           curve = _evaluated_rounds(
               rows, personalization.metric_name(metric, arm.steps))
           last = [curve[r] for r in sorted(curve)[-final_evaluations:]]
-          scores[metric][arm.label].append(float(np.mean(last)))
+          # A seed whose figure is absent (no client scored) is NaN, which
+          # the spread and the paired difference leave out.
+          scores[metric][arm.label].append(
+              float(np.mean(last)) if last else math.nan)
           if metric == metrics[0]:
             for round_num, value in curve.items():
               curves[arm.label].setdefault(round_num, []).append(value)

@@ -7,8 +7,9 @@ managers, and writes the run's files to `config.output_dir`:
 
 * `metrics.csv`, `tensorboard/`: each round's training metrics and, when
   evaluated, the personalized summary (`tff.program` release managers);
-* `checkpoints/`: the program state (`tff.program.FileProgramStateManager`);
-  rerunning with the same `output_dir` resumes from the last one;
+* `checkpoints/`: the program state (`checkpoints.CheckpointManager`, TFF's
+  `FileProgramStateManager` that skips a damaged checkpoint); rerunning with
+  the same `output_dir` resumes from the newest intact one;
 * `flags.json`: the settings; a rerun whose settings differ in anything but
   `RunConfig.RESUMABLE_SETTINGS` is refused;
 * `clients.csv`, `summary.json`, `accuracy.png`: the last evaluation, per
@@ -17,7 +18,16 @@ managers, and writes the run's files to `config.output_dir`:
   clients (`data_utils.diversity`).
 
 Everything that can be checked before training is checked before
-`output_dir` is touched, so bad input never damages earlier results.
+`output_dir` is touched (beyond taking its lock), so bad input never damages
+earlier results.
+
+One run at a time holds `output_dir` (`run_lock`, the file `.run.lock`); a
+second one is refused with `run_lock.OutputDirLockedError`. Under the lock,
+temporary files and checkpoint directories of writes that an interruption
+cut short are removed. A failed write raises `outputs.OutputWriteError`
+naming the file, and a diverged round `training_loop.TrainingDivergedError`;
+in both cases the checkpoints hold the last complete, finite state and the
+next start resumes from it, ending as an uninterrupted run would.
 """
 
 import dataclasses
@@ -25,6 +35,8 @@ import json
 import os
 import tempfile
 from typing import Any, Callable, Dict, List, Optional
+
+from absl import logging
 
 import tensorflow_federated as tff
 
@@ -35,9 +47,11 @@ from data_utils import tasks
 from tff_perfed.algorithms import registry
 from tff_perfed.evaluation import personalization
 from tff_perfed.evaluation import summaries
+from tff_perfed.program import checkpoints
 from tff_perfed.program import outputs
 from tff_perfed.program import plots
 from tff_perfed.program import run_config as run_config_lib
+from tff_perfed.program import run_lock
 from tff_perfed.program import training_loop
 
 RunConfig = run_config_lib.RunConfig
@@ -67,14 +81,7 @@ class RunResult:
   client_rows: List[Dict[str, float]]
 
 
-def prepare_output_dir(config: RunConfig) -> bool:
-  """Creates `output_dir` if needed; returns whether it holds this run.
-
-  Raises:
-    RunDirectoryError: If the directory cannot be written, its settings file
-      is unreadable, or it holds a run with different settings.
-  """
-  output_dir = config.output_dir
+def _create_output_dir(output_dir: str) -> None:
   try:
     os.makedirs(output_dir, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=output_dir):
@@ -82,8 +89,36 @@ def prepare_output_dir(config: RunConfig) -> bool:
   except OSError as e:
     raise RunDirectoryError(f'output_dir {output_dir!r} is not a writable '
                             f'directory ({e.strerror}).') from e
+
+
+def _checkpoint_names(output_dir: str) -> List[str]:
+  directory = os.path.join(output_dir, outputs.CHECKPOINTS_DIR)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(name for name in os.listdir(directory)
+                if name.startswith(checkpoints.PREFIX))
+
+
+def prepare_output_dir(config: RunConfig) -> bool:
+  """Creates `output_dir` if needed; returns whether it holds this run.
+
+  Raises:
+    RunDirectoryError: If the directory cannot be written, its settings file
+      is unreadable or missing beside checkpoints (which could then not be
+      checked against this run's settings), or it holds a run with
+      different settings.
+  """
+  output_dir = config.output_dir
+  _create_output_dir(output_dir)
   config_path = os.path.join(output_dir, outputs.CONFIG_FILE)
   if not os.path.exists(config_path):
+    saved = _checkpoint_names(output_dir)
+    if saved:
+      raise RunDirectoryError(
+          f'output_dir {output_dir!r} holds checkpoints ({", ".join(saved)}) '
+          f'but no {outputs.CONFIG_FILE}, the settings they were made with, '
+          f'so it cannot be resumed; put {config_path} back, or use a new '
+          'output_dir.')
     return False
   try:
     with open(config_path) as f:
@@ -162,11 +197,33 @@ def run_experiment(config: RunConfig, *,
   Raises:
     DatasetError: If the data cannot be loaded.
     RunDirectoryError: If `output_dir` cannot hold the run.
+    tff_perfed.errors.RunError: If the run stops for a reason that is not
+      bad input: `run_lock.OutputDirLockedError` (another run holds
+      `output_dir`), `outputs.OutputWriteError` (a write failed),
+      `training_loop.TrainingDivergedError`,
+      `checkpoints.CheckpointsUnusableError` (no checkpoint loads).
   """
   if dataset is None:
     dataset = load_dataset(config)
+  _create_output_dir(config.output_dir)
+  # The directory was just written to: a failure here is the disk's.
+  with outputs.write_errors_named(run_lock.lock_path(config.output_dir)):
+    lock = run_lock.RunLock(config.output_dir)
+  with lock:
+    return _run_locked(config, dataset, show_progress)
+
+
+def _run_locked(config: RunConfig,
+                dataset: federated_dataset.FederatedDataset,
+                show_progress: bool) -> RunResult:
+  """`run_experiment`'s body, in an `output_dir` this process holds."""
   resuming = prepare_output_dir(config)
   output_dir = config.output_dir
+  with outputs.write_errors_named(output_dir):
+    removed = outputs.remove_leftover_temporary_files(output_dir)
+  if removed:
+    logging.warning('removed the temporary files of interrupted writes in '
+                    '%s: %s', output_dir, ', '.join(removed))
   if not resuming:
     outputs.write_json(os.path.join(output_dir, outputs.CONFIG_FILE),
                        config.to_json())
@@ -220,15 +277,29 @@ def run_experiment(config: RunConfig, *,
     rows = personalization.per_client_metrics(
         evaluate(model_weights, eval_train, eval_test))
     summary = summaries.summarize(rows)
+    left_out = summaries.exclusion_message(eval_ids, rows)
+    if left_out:
+      if not summary.get(summaries.NUM_EVALUATED_CLIENTS):
+        left_out = f'no client could be scored: {left_out}'
+      logging.warning('evaluation at round %d: %s', round_num, left_out)
     last_evaluation.update(round=round_num, rows=rows, summary=summary)
     return summary
 
   metrics_path = os.path.join(output_dir, outputs.METRICS_FILE)
+  tensorboard_dir = os.path.join(output_dir, outputs.TENSORBOARD_DIR)
+  with outputs.write_errors_named(metrics_path):
+    # WRITE mode rewrites the file to a temporary one and renames it: an
+    # append cut short by a full disk would leave half a row.
+    csv_manager = tff.program.CSVFileReleaseManager(
+        metrics_path, save_mode=tff.program.CSVSaveMode.WRITE,
+        key_fieldname='round_num')
+  with outputs.write_errors_named(tensorboard_dir):
+    tensorboard_manager = tff.program.TensorBoardReleaseManager(
+        tensorboard_dir)
   release_managers = [
-      tff.program.CSVFileReleaseManager(metrics_path,
-                                        key_fieldname='round_num'),
-      tff.program.TensorBoardReleaseManager(
-          os.path.join(output_dir, outputs.TENSORBOARD_DIR)),
+      training_loop.WriteGuardedReleaseManager(csv_manager, metrics_path),
+      training_loop.WriteGuardedReleaseManager(tensorboard_manager,
+                                               tensorboard_dir),
   ]
   progress = None
   if show_progress:
@@ -236,9 +307,12 @@ def run_experiment(config: RunConfig, *,
         config.rounds, description=config.algorithm,
         shown_metrics=_PROGRESS_METRICS)
     release_managers.append(progress)
-  state_manager = tff.program.FileProgramStateManager(
-      os.path.join(output_dir, outputs.CHECKPOINTS_DIR), keep_total=2,
-      keep_first=False)
+  state_manager = checkpoints.CheckpointManager(
+      os.path.join(output_dir, outputs.CHECKPOINTS_DIR), keep_total=2)
+  if state_manager.removed_interrupted_saves:
+    logging.warning('removed the checkpoints of interrupted saves in %s: %s',
+                    state_manager.root_dir,
+                    ', '.join(state_manager.removed_interrupted_saves))
   try:
     state = training_loop.run_training_loop(
         process,
@@ -253,9 +327,12 @@ def run_experiment(config: RunConfig, *,
     if progress is not None:
       progress.close()
 
-  if last_evaluation.get('round') != config.rounds:
+  # More than `config.rounds` when resumed with fewer rounds than were done
+  # (the training loop warns).
+  rounds_done = max(config.rounds, state_manager.loaded_version or 0)
+  if last_evaluation.get('round') != rounds_done:
     # Resumed after the last round: score the final model again.
-    evaluate_fn(process.get_model_weights(state), config.rounds)
+    evaluate_fn(process.get_model_weights(state), rounds_done)
   rows, summary = last_evaluation['rows'], last_evaluation['summary']
   outputs.write_clients_csv(
       os.path.join(output_dir, outputs.CLIENTS_FILE), eval_ids, rows)

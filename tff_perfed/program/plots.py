@@ -17,10 +17,22 @@ def _pyplot():
 
 
 def _save(figure, png_path: str) -> None:
+  """Saves `figure` to `png_path` atomically (temporary file, rename).
+
+  Raises:
+    OutputWriteError: If the file cannot be written; `png_path` is then as
+      it was.
+  """
   tmp_path = png_path + '.tmp.png'
   figure.tight_layout()
-  figure.savefig(tmp_path, dpi=100)
-  os.replace(tmp_path, png_path)
+  try:
+    figure.savefig(tmp_path, dpi=100)
+    os.replace(tmp_path, png_path)
+  except OSError as e:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    _pyplot().close(figure)
+    raise outputs.OutputWriteError(png_path, e) from e
 
 
 def plot_run_accuracy(metrics_csv_path: str, png_path: str,

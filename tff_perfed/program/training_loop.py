@@ -11,6 +11,17 @@ module adds is what TFF's loop leaves to its caller:
   function that skips the other rounds;
 * the final round's state is saved even when `rounds_per_checkpoint` does
   not divide the number of rounds, so that a finished run is never redone;
+  a run resumed past `total_rounds` trains nothing, says so in one warning
+  line, and saves nothing (no checkpoint labelled with a smaller round ever
+  holds a later state);
+* divergence: a round in which every client's update was non-finite (the
+  processes zero such updates and count them in `num_non_finite_updates`),
+  whose aggregated update was non-finite, or after which the model weights
+  are non-finite (`divergence_reason`) raises
+  `TrainingDivergedError` before anything of that round is evaluated,
+  released or saved, so the last checkpoint is the last finite state;
+* `WriteGuardedReleaseManager`, which turns a release manager's failed
+  write into `outputs.OutputWriteError` naming its file;
 * `FlatMetricsReleaseManager`, which releases TFF's nested round metrics
   under the flat names of `metrics.csv` (`train/loss`,
   `num_non_finite_updates`, `round_seconds`, `personalized_accuracy@1`...);
@@ -25,9 +36,14 @@ import collections
 import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
+from absl import logging
 import numpy as np
+import tensorflow as tf
 import tensorflow_federated as tff
 import tqdm
+
+from tff_perfed import errors
+from tff_perfed.program import outputs
 
 ROUND_SECONDS = 'round_seconds'
 EVALUATION_SECONDS = 'evaluation_seconds'
@@ -35,6 +51,104 @@ EVALUATION_SECONDS = 'evaluation_seconds'
 _TFF_EVALUATION_PREFIX = 'evaluation/'
 _TFF_EVALUATION_TIME = 'evaluation/evaluation_time_in_seconds'
 _TFF_TRAINING_TIME = 'training_time_in_seconds'
+_NON_FINITE_UPDATES = 'num_non_finite_updates'
+
+
+class TrainingDivergedError(errors.RunError):
+  """A round's training produced nothing finite; the run cannot go on."""
+
+  def __init__(self, round_num: int, reason: str,
+               last_saved_round: Optional[int] = None):
+    """Describes the divergence.
+
+    Args:
+      round_num: The round that diverged (never saved).
+      reason: What was non-finite, e.g. `divergence_reason`'s answer.
+      last_saved_round: The newest checkpoint's round, if any.
+    """
+    kept = ('' if last_saved_round is None else
+            f'; the last checkpoint, after round {last_saved_round}, is kept')
+    super().__init__(
+        f'training diverged at round {round_num}: {reason}{kept}; lower the '
+        'learning rates (--alpha, --beta) or check the data.')
+    self.round_num = round_num
+    self.reason = reason
+    self.last_saved_round = last_saved_round
+
+
+def _all_finite(structure: Any) -> bool:
+  return all(np.all(np.isfinite(np.asarray(leaf, dtype=np.float64)))
+             for leaf in tf.nest.flatten(structure)
+             if np.asarray(leaf).dtype.kind in 'fc')
+
+
+def _number(structure: Any, *names: str) -> Optional[float]:
+  for name in names:
+    if not isinstance(structure, Mapping) or name not in structure:
+      return None
+    structure = structure[name]
+  return float(structure) if np.ndim(structure) == 0 else None
+
+
+def divergence_reason(metrics: Mapping[str, Any], num_clients: int,
+                      model_weights: Any = None) -> Optional[str]:
+  """Why a round's outcome shows divergence, or None if it does not.
+
+  A round diverged when no client's update was finite, when the aggregated
+  update was non-finite (the finalizer then leaves the model as it was), or
+  when the model weights are non-finite. Processes that zero non-finite
+  updates count them in `client_work/num_non_finite_updates` (Per-FedAvg,
+  AFML); TFF's FedAvg does not, but drops the training metrics of such
+  clients, so that no example counted in `client_work/train/num_examples`
+  means the same.
+
+  Args:
+    metrics: The round's nested metrics from `process.next`.
+    num_clients: How many clients trained in the round.
+    model_weights: The model weights after the round (any nest of arrays),
+      or None not to check them.
+
+  Returns:
+    A short reason, or None for a round that can go on.
+  """
+  non_finite = _number(metrics, 'client_work', _NON_FINITE_UPDATES)
+  if num_clients > 0:
+    if non_finite is not None and non_finite >= num_clients:
+      return (f'the updates of all {num_clients} clients were non-finite '
+              '(NaN or infinite)')
+    if non_finite is None and _number(metrics, 'client_work', 'train',
+                                      'num_examples') == 0:
+      return (f'the updates of all {num_clients} clients were non-finite '
+              '(NaN or infinite; no example was counted)')
+  if (_number(metrics, 'finalizer', 'update_non_finite') or 0) > 0:
+    return 'the aggregated update was non-finite (NaN or infinite)'
+  if model_weights is not None and not _all_finite(model_weights):
+    return 'the model weights became non-finite (NaN or infinite)'
+  return None
+
+
+class _DivergenceCheckingProcess:
+  """`initialize` and `next` of a process, `next` raising on divergence.
+
+  TFF's loop calls only these two; it saves a round's state after its
+  `next` returns, so raising here keeps the diverged state out of the
+  checkpoints (and out of the metrics and the evaluation).
+  """
+
+  def __init__(self, process, current_round: Callable[[], int]):
+    self._process = process
+    self._current_round = current_round
+    self.initialize = process.initialize
+
+  def next(self, state, client_data):
+    output = self._process.next(state, client_data)
+    new_state, metrics = output.state, output.metrics
+    reason = divergence_reason(
+        metrics, len(client_data),
+        getattr(new_state, 'global_model_weights', None))
+    if reason is not None:
+      raise TrainingDivergedError(self._current_round(), reason)
+    return output
 
 
 def _flatten(prefix: str, value: Any, out: Dict[str, float]) -> None:
@@ -83,6 +197,18 @@ class FlatMetricsReleaseManager(tff.program.ReleaseManager):
     flat = flatten_round_metrics(value)
     await asyncio.gather(
         *[manager.release(flat, key) for manager in self._release_managers])
+
+
+class WriteGuardedReleaseManager(tff.program.ReleaseManager):
+  """Raises `outputs.OutputWriteError` naming `path` when a release fails."""
+
+  def __init__(self, release_manager: tff.program.ReleaseManager, path: str):
+    self._release_manager = release_manager
+    self._path = path
+
+  async def release(self, value: Any, key: int) -> None:
+    with outputs.write_errors_named(self._path):
+      await self._release_manager.release(value, key)
 
 
 class ProgressReleaseManager(tff.program.ReleaseManager):
@@ -142,7 +268,14 @@ def run_training_loop(
       `flatten_round_metrics`), keyed by round number.
 
   Returns:
-    The state after `total_rounds` rounds.
+    The state after `total_rounds` rounds, or after the saved round if the
+    state manager already holds a later one (a warning says so).
+
+  Raises:
+    TrainingDivergedError: If a round diverges (`divergence_reason`); its
+      state is not saved.
+    OutputWriteError: If a release manager or the state manager cannot
+      write.
   """
   is_evaluation_round = _evaluation_rounds(total_rounds, eval_every)
 
@@ -154,23 +287,44 @@ def run_training_loop(
 
   # TFF's loop drives its coroutines with `asyncio.get_event_loop()`, which
   # fails after an `asyncio.run` elsewhere; give it a loop of its own.
+  current_round = [0]
+
+  def selection_fn(round_num):
+    # TFF's loop calls this right before `next` for the same round.
+    current_round[0] = round_num
+    return training_data_fn(round_num)
+
+  def saved_rounds():
+    if state_manager is None:
+      return []
+    return loop.run_until_complete(state_manager.get_versions()) or []
+
   loop = asyncio.new_event_loop()
   asyncio.set_event_loop(loop)
   try:
-    state = tff.simulation.run_training_process(
-        process,
-        training_selection_fn=training_data_fn,
+    try:
+      state = tff.simulation.run_training_process(
+          _DivergenceCheckingProcess(process, lambda: current_round[0]),
+          training_selection_fn=selection_fn,
         total_rounds=total_rounds,
-        evaluation_fn=evaluation_fn,
-        evaluation_selection_fn=lambda round_num: round_num,
-        rounds_per_evaluation=1,
-        program_state_manager=state_manager,
-        rounds_per_saving_program_state=rounds_per_checkpoint,
-        metrics_managers=[FlatMetricsReleaseManager(release_managers)])
+          evaluation_fn=evaluation_fn,
+          evaluation_selection_fn=lambda round_num: round_num,
+          rounds_per_evaluation=1,
+          program_state_manager=state_manager,
+          rounds_per_saving_program_state=rounds_per_checkpoint,
+          metrics_managers=[FlatMetricsReleaseManager(release_managers)])
+    except TrainingDivergedError as e:
+      raise TrainingDivergedError(e.round_num, e.reason,
+                                  max(saved_rounds(), default=None)) from None
     if state_manager is not None:
-      versions = loop.run_until_complete(state_manager.get_versions()) or []
-      if total_rounds not in versions:
+      latest = max(saved_rounds(), default=None)
+      if latest is None or latest < total_rounds:
         loop.run_until_complete(state_manager.save(state, total_rounds))
+      elif latest > total_rounds:
+        logging.warning(
+            'the checkpoints already hold round %d, past the %d rounds asked '
+            'for (--rounds): nothing was trained, and the state after round '
+            '%d is used.', latest, total_rounds, latest)
   finally:
     asyncio.set_event_loop(None)
     loop.close()

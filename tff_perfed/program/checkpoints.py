@@ -1,0 +1,181 @@
+"""Checkpoints that survive damaged files, interrupted saves and full disks.
+
+`CheckpointManager` is TFF's `tff.program.FileProgramStateManager` (one
+SavedModel directory per round, `program_state_<round>`, written to a
+temporary directory and renamed) with what a long run needs on top:
+
+* at construction, the temporary directories of saves that were cut short
+  (`program_state_<round>_temp<digits>`) are removed;
+* `load_latest` skips a damaged checkpoint (truncated or garbage files, a
+  missing file, an empty directory): it is set aside as
+  `damaged_program_state_<round>` (kept for inspection, and no longer in the
+  way of the round's next save), one warning line names it, and the newest
+  intact checkpoint is loaded; when none is intact the run cannot resume and
+  `CheckpointsUnusableError` says so;
+* `save` turns a failed write into `outputs.OutputWriteError` naming the
+  checkpoint, after removing its partial temporary directory; the earlier
+  checkpoints are untouched (TFF removes old ones only after a save
+  succeeded).
+"""
+
+import os
+import re
+import shutil
+from typing import Any, List, Optional, Tuple
+
+from absl import logging
+import tensorflow_federated as tff
+
+from tff_perfed import errors
+from tff_perfed.program import outputs
+
+PREFIX = 'program_state_'
+DAMAGED_PREFIX = 'damaged_'
+_MAX_REASON_CHARS = 160
+
+
+class CheckpointsUnusableError(errors.RunError):
+  """Checkpoints exist but none of them can be loaded."""
+
+
+def _interrupted_save_pattern(prefix: str) -> re.Pattern:
+  # TFF's `file_utils.write_saved_model` writes `<path>_temp<4 digits>`.
+  return re.compile(rf'^{re.escape(prefix)}\d+_temp\d+$')
+
+
+def remove_interrupted_saves(root_dir: str, prefix: str = PREFIX) -> List[str]:
+  """Removes the temporary directories of saves that did not finish.
+
+  Only the process that holds the run's lock may call this.
+
+  Args:
+    root_dir: The checkpoints directory.
+    prefix: The checkpoints' name prefix.
+
+  Returns:
+    The names removed.
+  """
+  if not os.path.isdir(root_dir):
+    return []
+  pattern = _interrupted_save_pattern(prefix)
+  removed = []
+  for name in sorted(os.listdir(root_dir)):
+    if pattern.match(name):
+      shutil.rmtree(os.path.join(root_dir, name), ignore_errors=True)
+      removed.append(name)
+  return removed
+
+
+def describe_failure(error: BaseException) -> str:
+  """A short one-line reason from an exception that may span many lines."""
+  text = ' '.join(str(error).split()) or type(error).__name__
+  if len(text) > _MAX_REASON_CHARS:
+    text = text[:_MAX_REASON_CHARS - 3] + '...'
+  return f'{type(error).__name__}: {text}'
+
+
+def _unused_path(path: str) -> str:
+  candidate, n = path, 1
+  while os.path.exists(candidate):
+    candidate, n = f'{path}.{n}', n + 1
+  return candidate
+
+
+class CheckpointManager(tff.program.FileProgramStateManager):
+  """TFF's file state manager, tolerant of damaged and failed checkpoints.
+
+  Versions are round numbers. Keeps the newest `keep_total` checkpoints.
+  """
+
+  def __init__(self, root_dir: str, *, keep_total: int = 2):
+    """Opens (creating if needed) the checkpoints of `root_dir`.
+
+    Args:
+      root_dir: The checkpoints directory.
+      keep_total: How many of the newest checkpoints are kept.
+
+    Raises:
+      OutputWriteError: If `root_dir` cannot be created.
+    """
+    with outputs.write_errors_named(root_dir):
+      super().__init__(root_dir, prefix=PREFIX, keep_total=keep_total,
+                       keep_first=False)
+    self.root_dir = root_dir
+    self.removed_interrupted_saves = remove_interrupted_saves(root_dir)
+    self.loaded_version: Optional[int] = None
+
+  def path_for_version(self, version: int) -> str:
+    """The directory of the checkpoint of round `version`."""
+    return self._get_path_for_version(version)
+
+  def _set_aside(self, version: int) -> str:
+    path = self.path_for_version(version)
+    aside = _unused_path(os.path.join(self.root_dir,
+                                      DAMAGED_PREFIX + os.path.basename(path)))
+    os.rename(path, aside)
+    return aside
+
+  async def load_latest(self, structure: Any) -> Tuple[Any, int]:
+    """The newest intact checkpoint and its round, or `(None, 0)` if none.
+
+    Damaged checkpoints newer than it are set aside and reported in one
+    warning line.
+
+    Args:
+      structure: The state's structure (`process.initialize()`).
+
+    Returns:
+      `(state, round)`, or `(None, 0)` when there is no checkpoint.
+
+    Raises:
+      CheckpointsUnusableError: If there are checkpoints and none loads;
+        they are then left as they are.
+    """
+    versions = await self.get_versions() or []
+    failures = []
+    for version in reversed(versions):
+      try:
+        state = await self.load(version, structure)
+      except Exception as e:  # pylint: disable=broad-except
+        # Whatever a damaged SavedModel makes TF raise (DecodeError,
+        # OSError, DataLossError, NotFoundError, ValueError...).
+        failures.append((version, describe_failure(e)))
+        continue
+      if failures:
+        set_aside = [(self._set_aside(v), reason) for v, reason in failures]
+        logging.warning(
+            'damaged checkpoint%s %s; resuming from %s (round %d), the newest '
+            'intact one.', 's' if len(set_aside) > 1 else '',
+            '; '.join(f'{self.path_for_version(v)} ({reason}) set aside as '
+                      f'{os.path.basename(aside)}'
+                      for (v, _), (aside, reason) in zip(failures, set_aside)),
+            self.path_for_version(version), version)
+      self.loaded_version = version
+      return state, version
+    if failures:
+      raise CheckpointsUnusableError(
+          f'no checkpoint in {self.root_dir} can be loaded ('
+          + '; '.join(f'{os.path.basename(self.path_for_version(v))}: {reason}'
+                      for v, reason in failures)
+          + f'); remove {self.root_dir} to start the run over, or use a new '
+          'output_dir.')
+    return None, 0
+
+  async def save(self, program_state: Any, version: int) -> None:
+    """Saves the state of round `version`; see TFF's `save`.
+
+    Raises:
+      OutputWriteError: If the checkpoint cannot be written; the earlier
+        ones are intact and the partial one is removed.
+    """
+    try:
+      await super().save(program_state, version)
+    except Exception as e:  # pylint: disable=broad-except
+      if not outputs.is_write_error(e) or isinstance(e, FileExistsError):
+        raise
+      path = self.path_for_version(version)
+      pattern = re.compile(rf'^{re.escape(os.path.basename(path))}_temp\d+$')
+      for name in os.listdir(self.root_dir):
+        if pattern.match(name):
+          shutil.rmtree(os.path.join(self.root_dir, name), ignore_errors=True)
+      raise outputs.OutputWriteError(path, e) from e
