@@ -12,7 +12,7 @@ partial aggregates in worker order on the first worker, and the part after
 the aggregation runs once (or, for per-client results such as the
 personalization evaluation, on every slice, concatenated in client order).
 
-This is TFF's `create_mergeable_comp_execution_context` with three changes,
+This is TFF's `create_mergeable_comp_execution_context` with four changes,
 each found by running it in TFF 0.87:
   * Workers run in parallel. TFF's `RemoteExecutor` makes blocking gRPC
     calls inside coroutines, so its mergeable context, which drives every
@@ -26,6 +26,33 @@ each found by running it in TFF 0.87:
     it, raised within a bounded time. TFF marks UNAVAILABLE gRPC errors as
     retryable and `AsyncExecutionContext.invoke` retries them forever, so a
     dead worker would hang the driver.
+  * The clients' data is sent once. TFF sends the first slice's arguments
+    again with the merged aggregate to the part after the aggregation; a
+    result without per-client values can only depend on the clients through
+    the aggregate, so that part gets no client data here.
+
+A worker lost during a call (killed, crashed, unreachable, or silent for
+longer than the call timeout) is, by default, left out from then on: its
+work of the call (one slice, the merge, or the whole computation) runs again
+on a remaining worker, with one warning naming it. Clients are still split
+into as many slices as workers were given and merged in slice order, so the
+result is the one a run without the loss computes. Every step's inputs and
+outputs live on the driver (nothing is kept on a worker between calls),
+so redoing a step on another worker is always possible. A call either
+returns its whole result or raises: nothing half-computed escapes, and a
+training loop saves only returned states. With `retry_on_worker_loss=False`,
+or when fewer than `min_workers` would be left, the call raises
+`WorkerUnavailableError` naming the worker; a run resumed from its last
+checkpoint with the remaining workers computes the same numbers (up to the
+float rounding of a different split, ~1e-7 relative).
+
+How long a lost worker takes to notice:
+  * killed or crashed (connection closed or refused): at once;
+  * its host gone silently (power loss, network partition) or its process
+    frozen: HTTP/2 keepalive pings, after `keepalive_seconds` + 20 s
+    (default 350 s; workers refuse more frequent pings);
+  * answering pings but not the call (a worker stuck in a computation):
+    `call_timeout_seconds` (default 3600 s) per gRPC call.
 Computations without client-placed arguments (`initialize`,
 `get_model_weights`, ...), with a single client, or that TFF cannot cut at
 one aggregation run whole on the first worker, as on one machine.
@@ -48,6 +75,7 @@ or, on one machine, `set_remote_execution_context(start_local_workers(2))`.
 """
 
 import asyncio
+import collections
 import concurrent.futures
 import re
 import threading
@@ -68,10 +96,14 @@ from tensorflow_federated.python.core.impl.types import type_analysis
 from tensorflow_federated.python.core.impl.types import type_conversions
 # pylint: enable=g-direct-tensorflow-import
 
+from tff_perfed import errors
 from tff_perfed import validation
 from tff_perfed.runtime import local_cpp
 
 _DEFAULT_TIMEOUT_SECONDS = 30.0
+# A round of the package's datasets takes seconds to minutes; a gRPC call
+# silent for an hour is a stuck worker, not a slow one.
+_DEFAULT_CALL_TIMEOUT_SECONDS = 3600.0
 # A worker that answers, but keeps failing a precondition, is given up on
 # after this many consecutive failures (TFF would retry it forever).
 _MAX_CONSECUTIVE_RETRYABLE_ERRORS = 5
@@ -82,17 +114,31 @@ _WORKERS_EXPECTED = 'a comma-separated list of host:port'
 _HOST_PATTERN = re.compile(r'^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$')
 
 
-class WorkerUnavailableError(RuntimeError):
+class WorkerUnavailableError(errors.RunError, RuntimeError):
   """A TFF worker could not be reached, or stopped answering.
+
+  A `RunError` (exit status 1): the run resumes from its last checkpoint
+  once enough workers are back. Also a `RuntimeError`, as it always was.
 
   Attributes:
     address: The worker's `host:port`.
+    reason: What gRPC (or the driver) said, one line.
   """
 
-  def __init__(self, address: str, reason: str):
+  def __init__(self, address: str, reason: str, consequence: str = ''):
+    """Describes the loss of the worker at `address`.
+
+    Args:
+      address: The worker's `host:port`.
+      reason: Why it is considered lost (e.g. the gRPC status).
+      consequence: What it means for the run, appended to the message.
+    """
     self.address = address
-    reason = ' '.join(str(reason).split())  # One line, whatever gRPC said.
-    super().__init__(f'TFF worker {address} cannot be reached ({reason}).')
+    self.reason = ' '.join(str(reason).split())  # One line, whatever gRPC
+    # said.
+    message = f'TFF worker {address} cannot be reached ({self.reason})'
+    super().__init__(f'{message}; {consequence}.' if consequence else
+                     f'{message}.')
 
 
 def parse_workers(workers: Union[str, Sequence[str]]) -> List[str]:
@@ -153,6 +199,36 @@ class _ByteCounter(grpc.UnaryUnaryClientInterceptor):
     return outcome
 
 
+class _CallDetails(
+    collections.namedtuple('_CallDetails',
+                           ('method', 'timeout', 'metadata', 'credentials',
+                            'wait_for_ready', 'compression')),
+    grpc.ClientCallDetails):
+  """`grpc.ClientCallDetails` as a value, to change one field of a call."""
+
+
+class _Deadline(grpc.UnaryUnaryClientInterceptor):
+  """Gives every gRPC call to a worker a deadline of `seconds`.
+
+  TFF's stub sets none, so a worker that answers keepalive pings but never
+  the call (stuck) would hold the run forever.
+  """
+
+  def __init__(self, seconds: float):
+    self._seconds = seconds
+
+  def intercept_unary_unary(self, continuation, client_call_details, request):
+    timeout = client_call_details.timeout
+    timeout = self._seconds if timeout is None else min(timeout,
+                                                        self._seconds)
+    details = _CallDetails(client_call_details.method, timeout,
+                           client_call_details.metadata,
+                           client_call_details.credentials,
+                           client_call_details.wait_for_ready,
+                           client_call_details.compression)
+    return continuation(details, request)
+
+
 class _GuardedStub(tff.framework.RemoteExecutorGrpcStub):
   """TFF's gRPC stub, turning "worker gone" into `WorkerUnavailableError`.
 
@@ -160,9 +236,11 @@ class _GuardedStub(tff.framework.RemoteExecutorGrpcStub):
   not retry it (forever) but pass it on.
   """
 
-  def __init__(self, channel: grpc.Channel, address: str):
+  def __init__(self, channel: grpc.Channel, address: str,
+               call_timeout_seconds: Optional[float] = None):
     super().__init__(channel)
     self.address = address
+    self._call_timeout_seconds = call_timeout_seconds
     self._lock = threading.Lock()
     self._consecutive_retryable_errors = 0
 
@@ -172,6 +250,11 @@ class _GuardedStub(tff.framework.RemoteExecutorGrpcStub):
     except grpc.RpcError as e:
       code = e.code() if isinstance(e, grpc.Call) else None
       details = e.details() if isinstance(e, grpc.Call) else str(e)
+      if (code is grpc.StatusCode.DEADLINE_EXCEEDED and
+          self._call_timeout_seconds is not None):
+        raise WorkerUnavailableError(
+            self.address, f'DEADLINE_EXCEEDED: no answer within '
+            f'call_timeout_seconds={self._call_timeout_seconds:g}') from None
       if code in _UNREACHABLE_CODES:
         raise WorkerUnavailableError(self.address,
                                      f'{code.name}: {details}') from None
@@ -235,7 +318,8 @@ class _Worker:
   """
 
   def __init__(self, address: str, default_num_clients: int,
-               keepalive_seconds: float):
+               keepalive_seconds: float,
+               call_timeout_seconds: Optional[float] = None):
     self.address = address
     self.bytes = _ByteCounter()
     # The same message-size limits as local_cpp's channel.
@@ -251,8 +335,11 @@ class _Worker:
           ('grpc.http2.max_pings_without_data', 0),
       ]
     self.raw_channel = grpc.insecure_channel(address, options)
-    channel = grpc.intercept_channel(self.raw_channel, self.bytes)
-    self.stub = _GuardedStub(channel, address)
+    interceptors = [self.bytes]
+    if call_timeout_seconds is not None:
+      interceptors.append(_Deadline(call_timeout_seconds))
+    channel = grpc.intercept_channel(self.raw_channel, *interceptors)
+    self.stub = _GuardedStub(channel, address, call_timeout_seconds)
 
     def executor_stack_fn(cardinalities):
       if cardinalities.get(tff.CLIENTS) is None:
@@ -305,14 +392,57 @@ def _wait_until_ready(workers: Sequence[_Worker],
           f'not ready after {timeout_seconds:g} s') from None
 
 
-def _results_in_order(futures: Sequence[concurrent.futures.Future]) -> list:
-  """The futures' results in order; the first error as soon as it happens."""
-  done, _ = concurrent.futures.wait(
-      futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-  for future in futures:
-    if future in done and future.exception() is not None:
-      raise future.exception()
-  return [future.result() for future in futures]
+def assign_worker(step: int, num_workers: int,
+                  live: Sequence[int]) -> int:
+  """Which worker runs step `step` of a call (a slice, or 0 for one step).
+
+  Step `i` runs on worker `i` while it is live; the steps of lost workers
+  are spread over the live ones. Where a step runs does not change its
+  result, only the load.
+
+  Args:
+    step: The step's index, >= 0 (slice `i` of the clients).
+    num_workers: How many workers the context was given.
+    live: Indices of the workers still live, ascending, not empty.
+
+  Returns:
+    A worker index from `live`.
+  """
+  preferred = step % num_workers
+  if preferred in live:
+    return preferred
+  return live[step % len(live)]
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+  return ' '.join(str(text).split())[:limit]
+
+
+def without_client_values(value: Any, type_spec: tff.Type) -> Any:
+  """`value` (of type `type_spec`) with every per-client value emptied.
+
+  CLIENTS-placed values that are not all-equal become `[]` (no clients);
+  everything else is kept.
+
+  Args:
+    value: A computation argument, as TFF's partitioning gives it.
+    type_spec: Its type.
+
+  Returns:
+    The value, structured as `type_spec`.
+  """
+  if isinstance(type_spec, tff.StructType):
+    elements = tff.structure.iter_elements(
+        tff.structure.from_container(value))
+    return tff.structure.Struct([
+        (name, without_client_values(element, element_type))
+        for (name, element), (_, element_type) in zip(
+            elements, tff.structure.iter_elements(type_spec))
+    ])
+  if (isinstance(type_spec, tff.FederatedType) and
+      type_spec.placement is tff.CLIENTS and not type_spec.all_equal):
+    return []
+  return value
 
 
 def _has_per_client_values(type_spec) -> bool:
@@ -331,14 +461,38 @@ class RemoteExecutionContext(tff.framework.SyncContext):
   Made by `create_remote_execution_context`; see the module docstring.
   """
 
-  def __init__(self, workers: Sequence[_Worker]):
+  def __init__(self, workers: Sequence[_Worker], *,
+               retry_on_worker_loss: bool = True, min_workers: int = 1):
+    """Runs computations on `workers`.
+
+    Args:
+      workers: The workers, in client-slice order.
+      retry_on_worker_loss: Whether a lost worker's work is redone on the
+        others (else the call raises `WorkerUnavailableError`).
+      min_workers: Fewest live workers to go on with, >= 1.
+    """
     self._workers = list(workers)
+    self._retry_on_worker_loss = retry_on_worker_loss
+    self._min_workers = min_workers
     self._lock = threading.Lock()
     self._forms = {}  # Computation -> MergeableCompForm, or None.
+    self._lost = {}  # Address -> why, in order of loss.
 
   @property
   def addresses(self) -> List[str]:
+    """Every worker given, lost ones included, in client-slice order."""
     return [w.address for w in self._workers]
+
+  @property
+  def live_addresses(self) -> List[str]:
+    """The workers not lost so far, in client-slice order."""
+    with self._lock:
+      return [w.address for w in self._workers if w.address not in self._lost]
+
+  def lost_workers(self) -> Dict[str, str]:
+    """The workers lost so far (address -> why), in order of loss."""
+    with self._lock:
+      return dict(self._lost)
 
   def bytes_moved(self) -> Dict[str, Dict[str, int]]:
     """Bytes sent to and received from each worker so far, by address."""
@@ -373,42 +527,117 @@ class RemoteExecutionContext(tff.framework.SyncContext):
       self._forms[comp] = form
     return form
 
+  def _lose(self, worker: _Worker, error: WorkerUnavailableError) -> None:
+    """Leaves `worker` out from now on, or raises if the call cannot go on.
+
+    Raises:
+      WorkerUnavailableError: Naming `worker`, if retries are off or fewer
+        than `min_workers` workers would be left.
+    """
+    with self._lock:
+      if worker.address in self._lost:
+        return  # Another of its steps reported it first.
+      if not self._retry_on_worker_loss:
+        # Not marked lost: a restarted worker at that address serves the
+        # next call, as without retries it always did.
+        raise error
+      self._lost[worker.address] = error.reason
+      live = [w.address for w in self._workers if w.address not in self._lost]
+      lost = list(self._lost)
+    if len(live) < self._min_workers:
+      if live:
+        consequence = (f'{len(live)} of {len(self._workers)} TFF workers left, '
+                       f'fewer than min_workers={self._min_workers}')
+      else:
+        consequence = f'no TFF worker left (lost: {", ".join(lost)})'
+      raise WorkerUnavailableError(
+          worker.address, error.reason,
+          f'{consequence}; restart the workers and run again to resume '
+          'from the last checkpoint') from None
+    logging.warning(
+        'TFF worker %s lost (%s); its work runs on the %d remaining TFF '
+        'worker(s) (%s) from now on.', worker.address,
+        _one_line(error.reason), len(live), ', '.join(live))
+
+  def _run_steps(self, comp, args: Sequence[Any]) -> list:
+    """`comp(arg)` for every arg, in parallel on live workers, in order.
+
+    Step `i` runs on `assign_worker(i, ...)`; a step whose worker is lost
+    runs again on another one (see `_lose`).
+
+    Args:
+      comp: The computation.
+      args: Its argument for each step.
+
+    Returns:
+      The results, in the order of `args`.
+
+    Raises:
+      WorkerUnavailableError: See `_lose`.
+      Exception: The first other error a step raises, as soon as it does.
+    """
+    results = [None] * len(args)
+    running = {}  # Future -> (step, worker).
+
+    def start(step):
+      with self._lock:
+        live = [i for i, w in enumerate(self._workers)
+                if w.address not in self._lost]
+      worker = self._workers[assign_worker(step, len(self._workers), live)]
+      running[worker.submit(comp, args[step])] = (step, worker)
+
+    for step in range(len(args)):
+      start(step)
+    while running:
+      done, _ = concurrent.futures.wait(
+          running, return_when=concurrent.futures.FIRST_COMPLETED)
+      for future in sorted(done, key=lambda f: running[f][0]):
+        step, worker = running.pop(future)
+        try:
+          results[step] = future.result()
+        except WorkerUnavailableError as e:
+          self._lose(worker, e)
+          start(step)
+    return results
+
+  def _run_once(self, comp, arg):
+    """`comp(arg)` on the first live worker (the next one if it is lost)."""
+    return self._run_steps(comp, [arg])[0]
+
   def invoke(self, comp, arg=None):
-    first = self._workers[0]
     if len(self._workers) == 1 or arg is None:
-      return first.invoke(comp, arg)
+      return self._run_once(comp, arg)
     clients = cardinalities_utils.infer_cardinalities(
         arg, comp.type_signature.parameter).get(tff.CLIENTS)
     if not clients or clients < 2:
-      return first.invoke(comp, arg)
+      return self._run_once(comp, arg)
     form = self._mergeable_form(comp)
     if form is None:
-      return first.invoke(comp, arg)
-    # Contiguous slices of the clients, one per worker (fewer if there are
-    # fewer clients), everything else replicated: TFF's own partitioning.
+      return self._run_once(comp, arg)
+    # Contiguous slices of the clients, one per worker given (fewer if there
+    # are fewer clients), everything else replicated: TFF's own
+    # partitioning. Lost workers keep their slices (run elsewhere), so the
+    # split, and with it the rounding of the merge, never changes.
     parts = tff_mergeable.MergeableCompExecutionContextValue(
         arg, form.up_to_merge.type_signature.parameter,
         len(self._workers)).value()
-    workers = self._workers[:len(parts)]
-    partials = _results_in_order([
-        worker.submit(form.up_to_merge, part)
-        for worker, part in zip(workers, parts)
-    ])
-    # Merged in worker order, so that the result does not depend on which
+    partials = self._run_steps(form.up_to_merge, parts)
+    # Merged in slice order, so that the result does not depend on which
     # worker finished first.
     merged = partials[0]
     for partial in partials[1:]:
-      merged = first.invoke(form.merge, tff.structure.Struct.unnamed(
+      merged = self._run_once(form.merge, tff.structure.Struct.unnamed(
           merged, partial))
     result_type = form.after_merge.type_signature.result
     if not _has_per_client_values(result_type):
-      # The same on every slice: compute it once.
-      return first.invoke(form.after_merge,
-                          tff.structure.Struct.unnamed(parts[0], merged))
-    results = _results_in_order([
-        worker.submit(form.after_merge,
-                      tff.structure.Struct.unnamed(part, merged))
-        for worker, part in zip(workers, parts)
+      # The same on every slice: compute it once. Client data reaches such
+      # a result only through the aggregation (merged): none is sent again.
+      original_arg = without_client_values(
+          parts[0], form.up_to_merge.type_signature.parameter)
+      return self._run_once(form.after_merge,
+                            tff.structure.Struct.unnamed(original_arg, merged))
+    results = self._run_steps(form.after_merge, [
+        tff.structure.Struct.unnamed(part, merged) for part in parts
     ])
     # Per-client values concatenated in slice (= client) order.
     # pylint: disable-next=protected-access
@@ -423,6 +652,9 @@ def create_remote_execution_context(
     default_num_clients: int = 0,
     timeout_seconds: float = _DEFAULT_TIMEOUT_SECONDS,
     keepalive_seconds: float = 330.0,
+    call_timeout_seconds: Optional[float] = _DEFAULT_CALL_TIMEOUT_SECONDS,
+    retry_on_worker_loss: bool = True,
+    min_workers: int = 1,
 ) -> RemoteExecutionContext:
   """A synchronous TFF context running on the TFF workers at `workers`.
 
@@ -434,8 +666,17 @@ def create_remote_execution_context(
       with this many clients).
     timeout_seconds: How long to wait for every worker to accept calls.
     keepalive_seconds: Interval of the HTTP/2 pings that detect a worker host
-      that vanished mid-call (within about this plus 20 s); 0 disables them.
-      Workers refuse pings more frequent than every 5 minutes.
+      that vanished mid-call, or a frozen worker process (within about this
+      plus 20 s); 0 disables them. Workers refuse pings more frequent than
+      every 5 minutes.
+    call_timeout_seconds: Deadline of each gRPC call to a worker (the
+      longest is a worker's part of one computation); a worker silent for
+      longer is lost. None: no deadline.
+    retry_on_worker_loss: Whether the work of a worker lost during a call
+      runs again on the remaining ones (with a warning naming it), giving the
+      same result; if False, the call raises `WorkerUnavailableError`.
+    min_workers: With retries, a call raises `WorkerUnavailableError` once
+      fewer than this many workers are left (1: go on while any is).
 
   Returns:
     The context; install it with `tff.framework.set_default_context` or use
@@ -443,7 +684,8 @@ def create_remote_execution_context(
     traffic.
 
   Raises:
-    tff_perfed.validation.ArgumentValueError: If an address is malformed.
+    tff_perfed.validation.ArgumentValueError: If an address or option is
+      malformed (e.g. `min_workers` above the number of workers).
     WorkerUnavailableError: If a worker is not ready within
       `timeout_seconds`.
   """
@@ -452,8 +694,20 @@ def create_remote_execution_context(
                          minimum=0)
   validation.require_real('timeout_seconds', timeout_seconds)
   validation.require_real('keepalive_seconds', keepalive_seconds)
+  if call_timeout_seconds is not None:
+    validation.require_real('call_timeout_seconds', call_timeout_seconds,
+                            positive=True)
+  if not isinstance(retry_on_worker_loss, bool):
+    raise validation.ArgumentTypeError('retry_on_worker_loss',
+                                       'True or False', retry_on_worker_loss)
+  validation.require_int('min_workers', min_workers, minimum=1)
+  if min_workers > len(addresses):
+    raise validation.ArgumentValueError(
+        'min_workers', f'at most the number of workers ({len(addresses)})',
+        min_workers)
   built = [
-      _Worker(address, default_num_clients, keepalive_seconds)
+      _Worker(address, default_num_clients, keepalive_seconds,
+              call_timeout_seconds)
       for address in addresses
   ]
   try:
@@ -462,7 +716,9 @@ def create_remote_execution_context(
     for worker in built:
       worker.close()
     raise
-  return RemoteExecutionContext(built)
+  return RemoteExecutionContext(built,
+                                retry_on_worker_loss=retry_on_worker_loss,
+                                min_workers=min_workers)
 
 
 def set_remote_execution_context(workers: Union[str, Sequence[str]],
