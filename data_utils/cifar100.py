@@ -47,6 +47,30 @@ TEST_FRACTION = 0.2
 _MAX_CLIENT_EXAMPLES = 10_000
 
 
+FEATURES = (
+    # Parsed as TFF does, but not used: its range is not checked.
+    tff_sqlite.Feature('coarse_label', tff_sqlite.INT64),
+    tff_sqlite.Feature('image', tff_sqlite.INT64, IMAGE_SHAPE,
+                       value_range=(0, 255)),
+    tff_sqlite.Feature('label', tff_sqlite.INT64,
+                       value_range=(0, NUM_CLASSES - 1)),
+)
+
+
+def _parse(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """Serialized examples -> `OrderedDict(coarse_label, image, label)`, as TFF
+  parses them (image uint8)."""
+
+  def parse(serialized):
+    parsed = tff_sqlite.parse_examples(serialized, FEATURES)
+    return collections.OrderedDict(
+        coarse_label=parsed['coarse_label'],
+        image=tf.cast(parsed['image'], tf.uint8),
+        label=parsed['label'])
+
+  return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _test_size(n: tf.Tensor) -> tf.Tensor:
   """round(TEST_FRACTION * n), kept in [1, n - 1] when n >= 2."""
   size = tf.cast(tf.round(TEST_FRACTION * tf.cast(n, tf.float32)), tf.int32)
@@ -108,9 +132,15 @@ def split_clients(raw: tff.simulation.datasets.ClientData, seed: int):
 
   def side(test):
     def dataset_fn(client_id):
+      if isinstance(client_id, str):
+        # Eagerly, for one client: `create_tf_dataset_for_client` gives the
+        # same examples, and for in-memory data does not build every
+        # client's dataset as the serializable function does.
+        raw_dataset = raw.create_tf_dataset_for_client(client_id)
+      else:
+        raw_dataset = raw.serializable_dataset_fn(client_id)
       client_id = tf.convert_to_tensor(client_id, tf.string)
-      return _examples(_split_client(raw.serializable_dataset_fn(client_id),
-                                     client_id, seed, test))
+      return _examples(_split_client(raw_dataset, client_id, seed, test))
 
     return tff.simulation.datasets.ClientData.from_clients_and_tf_fn(
         raw.client_ids, dataset_fn)
@@ -126,20 +156,24 @@ def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
   (see the module docstring); TFF's test split is not used.
 
   Raises:
-    DatasetError: If `data_dir` is unset or its file is missing or unreadable.
+    DatasetError: If `data_dir` is unset or its file is missing, unreadable
+      or not TFF's CIFAR-100 file.
   """
+  source = None
   if use_synthetic_data:
     raw = _synthetic_raw(seed)
-    source = '<synthetic>'
   else:
-    raw, _ = tff_sqlite.load_split(
-        'cifar100', data_dir, FILE_NAME,
-        lambda d: tff.simulation.datasets.cifar100.load_data(cache_dir=d))
-    source = f'{data_dir}/{FILE_NAME}'
+    # TFF's test split is read only to check that the file is CIFAR-100's.
+    serialized, _ = tff_sqlite.load_split('cifar100', data_dir, FILE_NAME,
+                                          ('train', 'test'), FEATURES)
+    tff_sqlite.check_has_clients(serialized, serialized.path)
+    # Both sides of each client come from its train-split examples.
+    source = tff_sqlite.SqliteSource(
+        serialized.path, {'train': serialized, 'test': serialized}, FEATURES)
+    raw = serialized.preprocess(_parse)
   train, test = split_clients(raw, seed)
-  tff_sqlite.check_first_example(train, source)
   return federated_dataset.FederatedDataset('cifar100', train, test,
-                                            NUM_CLASSES)
+                                            NUM_CLASSES, source=source)
 
 
 TASK = federated_dataset.Task(

@@ -8,7 +8,7 @@ fewer than 3b examples; a client with no examples yields no batch.
 """
 
 import zlib
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -115,16 +115,46 @@ def training_datasets(client_data, client_ids: Sequence[str], *,
   ]
 
 
+def empty_dataset_like(client_data) -> tf.data.Dataset:
+  """No examples, of exactly the element spec of `client_data`'s datasets.
+
+  Another client's dataset cut to nothing (no element is read), so that the
+  type of every client's dataset in a TFF computation is the same.
+  """
+  if client_data.client_ids:
+    return client_data.create_tf_dataset_for_client(
+        client_data.client_ids[0]).take(0)
+  return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
+      lambda spec: tf.zeros([0] + [d or 0 for d in spec.shape.as_list()],
+                            spec.dtype), client_data.element_type_structure))
+
+
 def personalization_datasets(train_data, test_data,
                              client_ids: Sequence[str], *, batch_size: int,
                              num_adaptation_batches: int,
-                             test_batch_size: int, seed: int):
+                             test_batch_size: int, seed: int,
+                             max_test_examples: Optional[int] = None):
   """Adaptation batches (the same every evaluation) and test batches.
+
+  Args:
+    train_data: The train split.
+    test_data: The test split.
+    client_ids: The evaluated clients.
+    batch_size: The adaptation batch size.
+    num_adaptation_batches: Adaptation batches per client (K * R).
+    test_batch_size: The scoring batch size.
+    seed: Seed of the adaptation batches' shuffles.
+    max_test_examples: If set, each client is scored on at most its first
+      `max_test_examples` test examples (in the file's order): scoring runs
+      K * R + 1 times per evaluation, and a client with one 200 KB
+      Shakespeare snippet in its test split holds 2,470 examples. None
+      scores all of them.
 
   Returns:
     `(train, test)` lists of datasets, one per client: up to
     `num_adaptation_batches` shuffled batches of the client's train split,
-    and its whole test split in batches of `test_batch_size`.
+    and its whole test split in batches of `test_batch_size` (no batch for
+    a client absent from the test split).
   """
   train = [
       cycled_batches(
@@ -133,9 +163,16 @@ def personalization_datasets(train_data, test_data,
           num_batches=num_adaptation_batches,
           seed=derive_seed(seed, client_id)) for client_id in client_ids
   ]
-  test = [
-      test_data.create_tf_dataset_for_client(client_id).batch(
-          test_batch_size).with_options(pipeline_options())
-      for client_id in client_ids
-  ]
+  # A training client may be absent from the test split (TFF's files list
+  # each split's clients apart): it still trains, and its evaluation sees
+  # zero test examples, so that it can be counted apart.
+  test_ids = set(test_data.client_ids)
+  test = []
+  for client_id in client_ids:
+    examples = (test_data.create_tf_dataset_for_client(client_id)
+                if client_id in test_ids else empty_dataset_like(test_data))
+    if max_test_examples is not None:
+      examples = examples.take(max_test_examples)
+    test.append(examples.batch(test_batch_size).with_options(
+        pipeline_options()))
   return train, test

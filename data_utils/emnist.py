@@ -7,7 +7,7 @@ EMNIST baseline CNN on 28x28x1 images.
 
 import collections
 import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +18,29 @@ from data_utils import tff_sqlite
 from tff_perfed import models
 
 FILE_NAME = 'emnist_all.sqlite'
+
+
+SPLITS = {10: ('digits_only_train', 'digits_only_test'),
+          62: ('all_train', 'all_test')}
+
+
+def features(num_classes: int) -> Tuple[tff_sqlite.Feature, ...]:
+  """The features of the file's examples, labels in 0..num_classes - 1."""
+  return (tff_sqlite.Feature('label', tff_sqlite.INT64,
+                             value_range=(0, num_classes - 1)),
+          tff_sqlite.Feature('pixels', tff_sqlite.FLOAT, (28, 28)))
+
+
+def _parse(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """Serialized examples -> `OrderedDict(label, pixels)`, as TFF parses them."""
+
+  def parse(serialized):
+    # The label range is checked, not parsed: any class count parses alike.
+    parsed = tff_sqlite.parse_examples(serialized, features(62))
+    return collections.OrderedDict(label=tf.cast(parsed['label'], tf.int32),
+                                   pixels=parsed['pixels'])
+
+  return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _examples(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -46,19 +69,26 @@ def _synthetic_raw(num_classes: int, seed: int, num_clients: int = 8,
 def load(name: str, num_classes: int, *, data_dir: Optional[str] = None,
          use_synthetic_data: bool = False,
          seed: int = 0) -> federated_dataset.FederatedDataset:
-  """Loads `emnist` or `emnist10` from `data_dir/emnist_all.sqlite`."""
+  """Loads `emnist` or `emnist10` from `data_dir/emnist_all.sqlite`.
+
+  Raises:
+    DatasetError: If `data_dir` is unset or its file is missing, unreadable
+      or not TFF's EMNIST file.
+  """
+  source = None
   if use_synthetic_data:
     train, test = _synthetic_raw(num_classes, seed)
-    source = '<synthetic>'
   else:
-    train, test = tff_sqlite.load_split(
-        name, data_dir, FILE_NAME,
-        lambda d: tff.simulation.datasets.emnist.load_data(
-            only_digits=(num_classes == 10), cache_dir=d))
-    source = f'{data_dir}/{FILE_NAME}'
+    task_features = features(num_classes)
+    raw_train, raw_test = tff_sqlite.load_split(
+        name, data_dir, FILE_NAME, SPLITS[num_classes], task_features)
+    tff_sqlite.check_has_clients(raw_train, raw_train.path)
+    source = tff_sqlite.SqliteSource(
+        raw_train.path, {'train': raw_train, 'test': raw_test}, task_features)
+    train, test = raw_train.preprocess(_parse), raw_test.preprocess(_parse)
   train, test = train.preprocess(_examples), test.preprocess(_examples)
-  tff_sqlite.check_first_example(train, source)
-  return federated_dataset.FederatedDataset(name, train, test, num_classes)
+  return federated_dataset.FederatedDataset(name, train, test, num_classes,
+                                            source=source)
 
 
 def _task(name: str, num_classes: int, summary: str) -> federated_dataset.Task:

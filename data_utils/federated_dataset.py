@@ -8,7 +8,7 @@ every registered task.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow_federated as tff
 
@@ -29,12 +29,19 @@ class FederatedDataset:
     partition: A JSON-serializable description of how the clients were
       made, when a scenario re-partitioned them (runs write it to
       `partition.json`), else None.
+    source: Where the examples were read from, when a TFF SQLite file
+      (`tff_sqlite.SqliteSource`): the client checks read its raw examples
+      in bulk and name what is wrong with an example. None otherwise.
+    dropped: `{client_id: reason}` of the clients `client_checks` left out
+      for unusable data (runs write it to `dropped_clients.json`).
   """
   name: str
   train: tff.simulation.datasets.ClientData
   test: tff.simulation.datasets.ClientData
   num_classes: int
   partition: Optional[Dict[str, Any]] = None
+  source: Optional[Any] = None
+  dropped: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def client_ids(self) -> List[str]:

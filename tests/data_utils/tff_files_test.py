@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from data_utils import federated_dataset
 from data_utils import shakespeare
@@ -49,3 +50,37 @@ def test_corrupt_file_is_reported_in_one_line(tmp_path):
     shakespeare.load(data_dir=str(tmp_path))
   assert 'shakespeare.sqlite' in str(error.value)
   assert '\n' not in str(error.value)
+
+
+def _dataset_ops(dataset):
+  variant = dataset._variant_tensor  # pylint: disable=protected-access
+  graph = tf.compat.v1.GraphDef.FromString(
+      tf.raw_ops.DatasetToGraphV2(input_dataset=variant).numpy())
+  ops = {node.op for node in graph.node}
+  for function in graph.library.function:
+    ops |= {node.op for node in function.node_def}
+  return ops
+
+
+def test_a_200kb_snippet_is_cut_per_snippet_not_per_character(tmp_path):
+  # A round reads up to a shuffle buffer of examples: one element per
+  # character (an unbatch) made that 81,000 elements for such a client.
+  text = ('to be or not to be that is the question ' * 5000)[:200_000]
+  tff_files.write_clients(
+      str(tmp_path / 'shakespeare.sqlite'),
+      {'HAMLET': [tff_files.shakespeare_example(text)]},
+      splits=('train', 'test'))
+  dataset = shakespeare.load(data_dir=str(tmp_path))
+  examples = dataset.train.create_tf_dataset_for_client('HAMLET')
+  assert 'UnbatchDataset' not in _dataset_ops(examples)
+  # The examples are the 81-id windows of BOS + text + EOS, the last padded.
+  ids = ([shakespeare.SHAKESPEARE_BOS] +
+         [shakespeare.SHAKESPEARE_CHARS.index(c) + 1 for c in text] +
+         [shakespeare.SHAKESPEARE_EOS])
+  windows = [ids[i:i + 81] for i in range(0, len(ids), 81)]
+  windows[-1] = windows[-1] + [0] * (81 - len(windows[-1]))
+  got = list(examples)
+  assert len(got) == len(windows) == 2470
+  for i in (0, 1, 1234, len(windows) - 1):
+    assert got[i]['x'].numpy().tolist() == windows[i][:-1]
+    assert got[i]['y'].numpy().tolist() == windows[i][1:]

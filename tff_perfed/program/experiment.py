@@ -14,6 +14,8 @@ managers, and writes the run's files to `config.output_dir`:
   `RunConfig.RESUMABLE_SETTINGS` is refused;
 * `clients.csv`, `summary.json`, `accuracy.png`: the last evaluation, per
   client and summarized, and the accuracy curves (written atomically);
+* `dropped_clients.json`: `{client_id: reason}` of the clients left out
+  for unusable data (`data_utils.client_checks`), when there are any;
 * `partition.json`: with `diversity_zeta`, how the scenario made the
   clients (`data_utils.diversity`).
 
@@ -40,6 +42,7 @@ from absl import logging
 
 import tensorflow_federated as tff
 
+from data_utils import client_checks
 from data_utils import client_datasets
 from data_utils import diversity
 from data_utils import federated_dataset
@@ -139,13 +142,18 @@ def prepare_output_dir(config: RunConfig) -> bool:
 
 
 def load_dataset(config: RunConfig) -> federated_dataset.FederatedDataset:
-  """The run's dataset, checked against `clients_per_round`.
+  """The run's dataset: checked client by client, and against the run.
 
-  With `diversity_zeta` set, the task's data re-partitioned as the
-  diversity scenario, its description in the dataset's `partition`.
+  Every client's examples are checked (`data_utils.client_checks`); a client
+  with unusable data is dropped with a warning and listed in the dataset's
+  `dropped`, or with `strict_data` stops the run here, before `output_dir`
+  is touched. With `diversity_zeta` set, the good clients' data
+  re-partitioned as the diversity scenario, its description in the
+  dataset's `partition`.
 
   Raises:
-    DatasetError: If the data cannot be loaded or has too few clients.
+    DatasetError: If the data cannot be loaded, a client is unusable under
+      `strict_data`, or too few clients are left.
   """
   task = tasks.get(config.dataset)
   partition_seed = config.seed_for(SeedKind.PARTITION)
@@ -153,15 +161,23 @@ def load_dataset(config: RunConfig) -> federated_dataset.FederatedDataset:
       data_dir=config.data_dir,
       use_synthetic_data=config.use_synthetic_data,
       seed=partition_seed)
+  # Before the diversity scenario, which pools every client's examples.
+  dataset = client_checks.check_clients(
+      dataset, task, strict=config.strict_data).dataset
   scenario = config.diversity_scenario()
   if scenario is not None:
+    dropped = dataset.dropped
     dataset, description = diversity.build_diversity_dataset(
         dataset, task, scenario, seed=partition_seed)
-    dataset = dataclasses.replace(dataset, partition=description)
+    dataset = dataclasses.replace(dataset, partition=description,
+                                  dropped=dropped)
   if config.clients_per_round > len(dataset.client_ids):
+    dropped = (f' ({len(dataset.dropped)} more were dropped for unusable '
+               'data)' if dataset.dropped else '')
     raise federated_dataset.DatasetError(
         f'clients_per_round={config.clients_per_round} exceeds the '
-        f'{len(dataset.client_ids)} clients of {config.dataset}.')
+        f'{len(dataset.client_ids)} usable clients of {config.dataset}'
+        f'{dropped}.')
   return dataset
 
 
@@ -228,6 +244,9 @@ def _run_locked(config: RunConfig,
     outputs.write_json(os.path.join(output_dir, outputs.CONFIG_FILE),
                        config.to_json())
 
+  if dataset.dropped:
+    outputs.write_json(os.path.join(output_dir, outputs.DROPPED_CLIENTS_FILE),
+                       dict(dataset.dropped))
   if dataset.partition is not None:
     outputs.write_json(os.path.join(output_dir, outputs.PARTITION_FILE),
                        dataset.partition)
