@@ -12,15 +12,24 @@ Writes <demo_output_dir>/summary.json (per-seed numbers and statistics) and
 comparison.png (both algorithms' curves). Rerunning resumes.
 """
 
+# First, before TensorFlow loads (seconds): an interrupt at any moment ends
+# the program with this line, never a traceback (`binaries.exits`).
+from binaries import exits  # pylint: disable=g-bad-import-order
+
+INTERRUPTED_MESSAGE = 'interrupted; rerun to resume from the checkpoints.'
+if __name__ == '__main__':
+  exits.exit_quietly_on_signals(INTERRUPTED_MESSAGE)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import os
 from typing import List
 
-from absl import app
 from absl import flags
 
 from binaries import run_flags  # Sets TF's log level before TF is imported.
 from tff_perfed import validation
 from tff_perfed.program import comparison
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 DEMO_FLAGFILE = os.path.join(os.path.dirname(__file__), 'configs',
                              'demo.flags')
@@ -67,9 +76,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  app.run(
-      run_flags.main_wrapper(
-          main,
-          interrupted_message='interrupted; rerun to resume from the '
-          'checkpoints.'),
-      flags_parser=parse_flags)
+  run_flags.run(main, interrupted_message=INTERRUPTED_MESSAGE,
+                flags_parser=parse_flags)

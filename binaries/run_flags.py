@@ -8,12 +8,16 @@ registries, so a new algorithm or dataset needs no new flag code.
 
 `main_wrapper` gives a binary its contract for bad input: one `error:` line
 on stderr and exit status 2, never a traceback, and nothing in
-`--output_dir` touched.
+`--output_dir` touched; a fault that stops a run (`tff_perfed.errors.
+RunError`) is one `error:` line and its `exit_code`. `run` is a binary's
+`app.run`: it also ends the process without the interpreter's teardown
+(`binaries.exits`).
 """
 
 import contextlib
 import os
 import sys
+import traceback
 from typing import Callable, List
 
 # Binaries are programs: silence TF's C++ start-up chatter (CUDA plugin
@@ -21,14 +25,17 @@ from typing import Callable, List
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
 
+from binaries import exits
 from binaries import flag_parsing
 from binaries import runtime_flags
 from data_utils import federated_dataset
 from data_utils import tasks
+from tff_perfed import errors
 from tff_perfed import runtime
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
@@ -112,6 +119,10 @@ for _kind in run_config.SeedKind:
                        '--seed).')
 flags.DEFINE_string('output_dir', 'runs/train',
                     'Where results and checkpoints go.')
+flags.DEFINE_bool(
+    'strict_data', False, 'Stop before training if any client has unusable '
+    'examples, instead of dropping those clients with a warning (they are '
+    'listed in dropped_clients.json).')
 
 
 def config_from_flags() -> run_config.RunConfig:
@@ -140,16 +151,24 @@ def quiet_logging() -> None:
     tf.get_logger().setLevel('WARNING')
 
 
+def print_error(message: str) -> None:
+  """Prints `error: <message>` on stderr, always one line.
+
+  Whitespace runs (a newline in a path, say) become one space.
+  """
+  print(f'error: {" ".join(str(message).split())}', file=sys.stderr)
+
+
 @contextlib.contextmanager
 def bad_input_exits():
   """Turns the library's input errors into one `error:` line and exit 2."""
   try:
     yield
   except validation.ArgumentError as e:
-    print(f'error: {e.describe(f"--{e.argument}")}', file=sys.stderr)
+    print_error(e.describe(f'--{e.argument}'))
     sys.exit(2)
   except (federated_dataset.DatasetError, experiment.RunDirectoryError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    print_error(str(e))
     sys.exit(2)
 
 
@@ -158,8 +177,12 @@ def main_wrapper(main: Callable[[], None], *,
   """Wraps `main()` for `app.run`: quiet logs, owned workers, clean exits.
 
   Installs the runtime of `--runtime` (`runtime_flags`). Bad input exits
-  with one line and status 2; Ctrl-C and SIGTERM stop the TFF worker and
-  exit at once (130, 143) after `interrupted_message`.
+  with one line and status 2; a `RunError` with one line and its
+  `exit_code`; a lost worker with one line and status 1 at once (threads may
+  be blocked on it); a `KeyboardInterrupt` (a binary's own signal handlers,
+  `exits`, end it before one can be raised) stops the TFF worker and exits
+  at once (130) after `interrupted_message`. The workers are stopped however
+  `main` ends.
   """
 
   def wrapped(argv: List[str]) -> None:
@@ -175,9 +198,39 @@ def main_wrapper(main: Callable[[], None], *,
     except remote.WorkerUnavailableError as e:
       # Not bad input: the run can resume from its last checkpoint once the
       # workers are back.
-      print(f'error: {e}', file=sys.stderr)
-      runtime.exit_now(1)
+      print_error(str(e))
+      runtime.exit_now(getattr(e, 'exit_code', 1))
+    except errors.RunError as e:
+      print_error(str(e))
+      sys.exit(e.exit_code)
     finally:
       runtime.shutdown_workers()
 
   return wrapped
+
+
+def run(main: Callable[[], None], *, interrupted_message: str,
+        flags_parser: Callable[[List[str]], List[str]] = parse_flags) -> None:
+  """A binary's `app.run(main_wrapper(main, ...))`; never returns.
+
+  However it ends (done, bad flags, bad input, a `RunError`, a bug), the
+  process exits through `exits.exit_process`: exit hooks, then no
+  interpreter teardown (no segfault from gRPC threads, no failing
+  finalizers after the last line). A bug still prints its traceback.
+
+  Args:
+    main: The binary's main, without arguments.
+    interrupted_message: Printed on Ctrl-C (see `main_wrapper`).
+    flags_parser: Parses argv (default `parse_flags`).
+  """
+  exits.exit_quietly_on_signals(interrupted_message)
+  try:
+    app.run(main_wrapper(main, interrupted_message=interrupted_message),
+            flags_parser=flags_parser)
+    code = 0
+  except SystemExit as e:
+    code = exits.exit_code(e)
+  except BaseException:  # pylint: disable=broad-except
+    traceback.print_exc()
+    code = 1
+  exits.exit_process(code)

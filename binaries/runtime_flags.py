@@ -21,6 +21,16 @@ flags.DEFINE_enum(
 flags.DEFINE_list(
     'workers', [], 'With --runtime=remote: host:port of each TFF worker '
     '(python -m binaries.worker --port=PORT on each machine).')
+flags.DEFINE_bool(
+    'retry_on_worker_loss', True, 'With --runtime=remote: redo a lost '
+    'worker\'s work on the remaining workers (same numbers) instead of '
+    'stopping.')
+flags.DEFINE_integer(
+    'min_workers', 1, 'With --runtime=remote: stop once fewer workers than '
+    'this are left.', lower_bound=1)
+flags.DEFINE_float(
+    'worker_call_timeout_seconds', 3600.0, 'With --runtime=remote: a worker '
+    'silent this long on one call is lost; 0: no limit.', lower_bound=0.0)
 
 
 def runtime_from_flags() -> str:
@@ -47,5 +57,11 @@ def runtime_from_flags() -> str:
 def set_runtime_from_flags():
   """Installs the runtime the flags ask for as TFF's default context."""
   name = runtime_from_flags()
-  options = {'workers': FLAGS.workers} if name == 'remote' else {}
+  options = {}
+  if name == 'remote':
+    options = dict(
+        workers=FLAGS.workers,
+        retry_on_worker_loss=FLAGS.retry_on_worker_loss,
+        min_workers=FLAGS.min_workers,
+        call_timeout_seconds=FLAGS.worker_call_timeout_seconds or None)
   return runtime.set_execution_context(name, **options)

@@ -16,10 +16,18 @@ rounds_to_target_vs_zeta.png, costs.png, clients.png and fairness.png, and
 prints the table of means and standard deviations over seeds.
 """
 
+# First, before TensorFlow loads (seconds): an interrupt at any moment ends
+# the program with this line, never a traceback (`binaries.exits`).
+from binaries import exits  # pylint: disable=g-bad-import-order
+
+INTERRUPTED_MESSAGE = 'interrupted; rerun to resume.'
+if __name__ == '__main__':
+  exits.exit_quietly_on_signals(INTERRUPTED_MESSAGE)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import os
 from typing import List
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -27,6 +35,7 @@ from binaries import run_flags  # Sets TF's log level before TF is imported.
 from tff_perfed import validation
 from tff_perfed.program import diversity_sweep
 from tff_perfed.program import plots
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 SWEEP_FLAGFILE = os.path.join(os.path.dirname(__file__), 'configs',
                               'sweep.flags')
@@ -108,8 +117,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  app.run(
-      run_flags.main_wrapper(
-          main,
-          interrupted_message='interrupted; rerun to resume.'),
-      flags_parser=parse_flags)
+  run_flags.run(main, interrupted_message=INTERRUPTED_MESSAGE,
+                flags_parser=parse_flags)

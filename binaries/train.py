@@ -12,23 +12,29 @@ summary.json (see `tff_perfed.program.experiment`). Bad input prints one
 line to stderr and exits with 2 before anything in --output_dir is touched.
 """
 
-from absl import app
+# First, before TensorFlow loads (seconds): an interrupt at any moment ends
+# the program with this line, never a traceback (`binaries.exits`).
+from binaries import exits  # pylint: disable=g-bad-import-order
 
+INTERRUPTED_MESSAGE = 'interrupted; rerun to resume from the last checkpoint.'
+if __name__ == '__main__':
+  exits.exit_quietly_on_signals(INTERRUPTED_MESSAGE)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from binaries import run_flags  # Sets TF's log level before TF is imported.
 from tff_perfed.program import experiment
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def main() -> None:
   result = experiment.run_experiment(run_flags.config_from_flags())
   for name in sorted(result.summary):
     if '/' not in name:
-      print(f'{name}: {result.summary[name]:.4f}')
+      value = result.summary[name]
+      # Counts (evaluated clients, clients left out) print as integers.
+      print(f'{name}: {value}' if isinstance(value, int) else
+            f'{name}: {value:.4f}')
 
 
 if __name__ == '__main__':
-  app.run(
-      run_flags.main_wrapper(
-          main,
-          interrupted_message='interrupted; rerun to resume from the last '
-          'checkpoint.'),
-      flags_parser=run_flags.parse_flags)
+  run_flags.run(main, interrupted_message=INTERRUPTED_MESSAGE)

@@ -4,10 +4,12 @@ import json
 import os
 
 from absl.testing import flagsaver
+import numpy as np
 import pytest
 
 from binaries import run_flags
 from binaries import train
+import tff_files
 
 GOOD = ['--algorithm=per_fedavg', '--dataset=digits', '--rounds=1',
         '--clients_per_round=2', '--local_steps=1', '--batch_size=4',
@@ -78,6 +80,22 @@ def test_corrupt_data_file_is_one_line(tmp_path, capsys):
   assert exit_info.value.code == 2
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert 'emnist_all.sqlite' in line
+  assert not (tmp_path / 'out').exists()
+
+
+def test_strict_data_with_a_bad_client_is_one_line(tmp_path, capsys):
+  rng = np.random.default_rng(0)
+  good = [tff_files.emnist_example(rng) for _ in range(6)]
+  bad = [tff_files.example_proto(pixels=rng.random(700).astype(np.float32),
+                                 label=[1])]
+  tff_files.write_clients(str(tmp_path / 'emnist_all.sqlite'),
+                          {'a': good, 'b': bad, 'c': good})
+  with pytest.raises(SystemExit) as exit_info:
+    run_train('--dataset=emnist', f'--data_dir={tmp_path}', '--strict_data',
+              f'--output_dir={tmp_path / "out"}')
+  assert exit_info.value.code == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert "'b'" in line and 'pixels has 700 values' in line
   assert not (tmp_path / 'out').exists()
 
 

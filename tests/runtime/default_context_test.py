@@ -29,8 +29,7 @@ def test_tff_local_cpp_context_is_replaced_by_an_owned_one(
   # worker child of this process is such a one.
   owned = runtime.running_worker_pids()
   assert len(owned) == 1
-  # pylint: disable-next=protected-access
-  assert default_context._child_workers() == owned
+  assert runtime.local_cpp.child_worker_pids() == owned
 
 
 def test_a_context_the_program_installed_is_left_alone(

@@ -28,7 +28,6 @@ import atexit
 import os
 import signal
 import threading
-from typing import List
 
 from absl import logging
 import tensorflow as tf
@@ -52,32 +51,10 @@ def is_tff_local_cpp_context(context) -> bool:
   return getattr(stack_fn, '__qualname__', None) == _TFF_LOCAL_CPP_STACK_FN
 
 
-def _child_workers() -> List[int]:
-  """Pids of this process's children running TFF's worker binary."""
-  worker = os.path.realpath(local_cpp.worker_binary_path())
-  me = os.getpid()
-  pids = []
-  try:
-    entries = os.listdir('/proc')
-  except OSError:  # Not Linux: nothing to scan.
-    return pids
-  for entry in entries:
-    if not entry.isdigit():
-      continue
-    try:
-      with open(f'/proc/{entry}/stat') as f:
-        parent = int(f.read().rsplit(')', 1)[1].split()[1])
-      if parent == me and os.path.realpath(f'/proc/{entry}/exe') == worker:
-        pids.append(int(entry))
-    except (OSError, IndexError, ValueError):
-      continue
-  return pids
-
-
 def stop_tff_started_workers() -> None:
   """Kills and reaps workers this process started outside `local_cpp`."""
   owned = set(local_cpp.running_worker_pids())
-  for pid in _child_workers():
+  for pid in local_cpp.child_worker_pids():
     if pid in owned:
       continue
     try:

@@ -14,7 +14,11 @@ Guarantees, for every worker started here:
   * the kernel kills it when the Python process dies for any reason,
     including SIGKILL (Linux `PR_SET_PDEATHSIG`);
   * it is terminated and reaped at normal exit and on exceptions (`atexit`);
-  * SIGTERM stops the workers and ends the program at once (`exit_now`).
+  * SIGTERM stops the workers and ends the program at once (`exit_now`);
+  * once the program has begun to exit (`exit_now`, the exit hook), no new
+    worker starts: TFF asks for a fresh one when a call finds its worker
+    gone, which is exactly what stopping the workers causes, and such a late
+    child would be forked while the process is being torn down.
 """
 
 import atexit
@@ -44,7 +48,14 @@ _GRPC_CHANNEL_OPTIONS = [
 ]
 
 _workers: List[subprocess.Popen] = []
-_workers_lock = threading.Lock()
+# Re-entrant: `exit_now` runs in signal handlers, which may interrupt the
+# main thread while it holds this lock (starting or stopping a worker).
+_workers_lock = threading.RLock()
+_exiting = False
+
+
+class WorkerLaunchRefusedError(RuntimeError):
+  """A worker was asked for after the program began to exit."""
 
 
 def worker_binary_path() -> str:
@@ -98,6 +109,9 @@ def start_worker(max_concurrent_computation_calls: int = -1,
 
   Returns:
     `(process, port)`.
+
+  Raises:
+    WorkerLaunchRefusedError: If the program has begun to exit.
   """
   if port is None:
     port = portpicker.pick_unused_port()
@@ -108,18 +122,23 @@ def start_worker(max_concurrent_computation_calls: int = -1,
   args, preexec_fn = owned_command(args)
   log_file = open(log_path, 'ab') if log_path else subprocess.DEVNULL
   try:
-    process = subprocess.Popen(
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=log_file,
-        close_fds=True,
-        preexec_fn=preexec_fn)
+    # Checked and registered under the lock that `begin_exit` takes, so that
+    # a worker is either refused or seen (and stopped) by the exit.
+    with _workers_lock:
+      if _exiting:
+        raise WorkerLaunchRefusedError(
+            'the program is exiting; no new TFF worker.')
+      process = subprocess.Popen(
+          args,
+          stdin=subprocess.DEVNULL,
+          stdout=log_file,
+          stderr=log_file,
+          close_fds=True,
+          preexec_fn=preexec_fn)
+      _workers.append(process)
   finally:
     if log_path:
       log_file.close()
-  with _workers_lock:
-    _workers.append(process)
   logging.debug('Started TFF worker pid %d on port %d', process.pid, port)
   return process, port
 
@@ -142,7 +161,11 @@ def _stop_worker(process: subprocess.Popen, timeout: float = 5.0) -> None:
 
 
 def shutdown_workers() -> None:
-  """Stops every worker this module started. Safe to call more than once."""
+  """Stops every worker this module started. Safe to call more than once.
+
+  A context asked for a computation afterwards starts a fresh worker, unless
+  the program is exiting (`begin_exit`).
+  """
   with _workers_lock:
     workers = list(_workers)
   for process in workers:
@@ -155,7 +178,68 @@ def running_worker_pids() -> List[int]:
     return [p.pid for p in _workers if p.poll() is None]
 
 
-atexit.register(shutdown_workers)
+def begin_exit() -> None:
+  """From now on no worker starts (`start_worker` raises). Irreversible."""
+  global _exiting
+  with _workers_lock:
+    _exiting = True
+
+
+def _children_running(executables: Sequence[str]) -> List[int]:
+  """Pids of this process's children whose executable is one of these."""
+  wanted = {os.path.realpath(e) for e in executables if e}
+  me = os.getpid()
+  pids = []
+  try:
+    entries = os.listdir('/proc')
+  except OSError:  # Not Linux: nothing to scan.
+    return pids
+  for entry in entries:
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f'/proc/{entry}/stat') as f:
+        parent = int(f.read().rsplit(')', 1)[1].split()[1])
+      if parent == me and os.path.realpath(f'/proc/{entry}/exe') in wanted:
+        pids.append(int(entry))
+    except (OSError, IndexError, ValueError):
+      continue
+  return pids
+
+
+def child_worker_pids() -> List[int]:
+  """Pids of this process's children running TFF's worker binary.
+
+  Also those TFF's own factories started, which `running_worker_pids` does
+  not know. Empty where there is no /proc.
+  """
+  return _children_running([worker_binary_path()])
+
+
+def kill_child_workers() -> None:
+  """SIGKILLs every worker child, owned or TFF's, without waiting.
+
+  Also a `setpriv` launcher that has not exec'd its worker yet (it may not
+  have set the parent-death signal). Not reaped: this may run in a signal
+  handler that interrupted `Popen.wait` on the same process, whose lock is
+  not re-entrant; the process is about to end, and its children with it.
+  """
+  with _workers_lock:
+    pids = {p.pid for p in _workers if p.returncode is None}
+  pids.update(_children_running([worker_binary_path(), _SETPRIV]))
+  for pid in pids:
+    try:
+      os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+      pass
+
+
+def _stop_workers_at_exit() -> None:
+  begin_exit()
+  shutdown_workers()
+
+
+atexit.register(_stop_workers_at_exit)
 
 
 class _WorkerService:
@@ -236,18 +320,37 @@ def create_local_execution_context(
   )
 
 
-def exit_now(code: int) -> None:
-  """Stops the workers, flushes stdio and ends the process with `code`.
+def _ignore_further_signals() -> None:
+  # A second Ctrl-C must not interrupt the exit itself. Handlers can only be
+  # set from the main thread.
+  if threading.current_thread() is threading.main_thread():
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(signum, signal.SIG_IGN)
 
-  For interrupted runs: a normal interpreter exit would join executor
-  threads that may still be blocked in gRPC calls to the stopped worker.
-  """
-  shutdown_workers()
+
+def flush_stdio() -> None:
+  """Flushes stdout and stderr, ignoring any failure (closed pipe, ...)."""
   for stream in (sys.stdout, sys.stderr):
     try:
       stream.flush()
-    except (OSError, ValueError):
+    # RuntimeError: a signal handler that interrupted a write to the stream.
+    except (OSError, ValueError, RuntimeError, AttributeError):
       pass
+
+
+def exit_now(code: int) -> None:
+  """Kills the workers, flushes stdio and ends the process with `code`.
+
+  For interrupted runs, and safe in a signal handler at any moment: no new
+  worker starts once this begins (`begin_exit`), further SIGINT and SIGTERM
+  are ignored, and the workers are killed at once (they hold nothing to
+  save). A normal interpreter exit would join executor threads that may
+  still be blocked in gRPC calls to the stopped worker.
+  """
+  _ignore_further_signals()
+  begin_exit()
+  kill_child_workers()
+  flush_stdio()
   os._exit(code)  # pylint: disable=protected-access
 
 
@@ -255,6 +358,19 @@ def exit_on_sigterm(signum, frame) -> None:
   """A SIGTERM handler: `exit_now(143)` (workers stopped, stdio flushed)."""
   del frame
   exit_now(128 + signum)
+
+
+def handle_sigterm_unless_handled() -> None:
+  """Installs `exit_on_sigterm`, unless the program has a handler of its own.
+
+  A binary's handler (`binaries/exits.py`) also prints how to resume. Only
+  possible from the main thread; does nothing elsewhere.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    return
+  if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None,
+                                          exit_on_sigterm):
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
 
 
 def set_local_execution_context(*,
@@ -268,13 +384,14 @@ def set_local_execution_context(*,
     default_num_clients: See `create_local_execution_context`.
     max_concurrent_computation_calls: See `create_local_execution_context`.
     worker_log_path: See `create_local_execution_context`.
-    handle_sigterm: On SIGTERM, stop the workers and exit with 143. Only
-      possible from the main thread; ignored elsewhere.
+    handle_sigterm: On SIGTERM, stop the workers and exit with 143, unless
+      the program handles SIGTERM itself. Only possible from the main
+      thread; ignored elsewhere.
   """
   context = create_local_execution_context(
       default_num_clients=default_num_clients,
       max_concurrent_computation_calls=max_concurrent_computation_calls,
       worker_log_path=worker_log_path)
   tff.framework.set_default_context(context)
-  if handle_sigterm and threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
+  if handle_sigterm:
+    handle_sigterm_unless_handled()

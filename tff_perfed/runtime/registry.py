@@ -17,8 +17,6 @@ Adding a runtime is one module with a `create_..._execution_context` and one
 """
 
 import dataclasses
-import signal
-import threading
 from typing import Any, Callable, Dict, Sequence
 
 import tensorflow_federated as tff
@@ -100,7 +98,9 @@ def set_execution_context(name: str = AUTO, *, handle_sigterm: bool = True,
     name: A name in `RUNTIMES`, or `AUTO` (`default_runtime`, given the
       `workers` option if any).
     handle_sigterm: On SIGTERM, stop any local worker and exit with 143 at
-      once. Only possible from the main thread; ignored elsewhere.
+      once, unless the program handles SIGTERM itself (a binary does, see
+      `binaries/exits.py`). Only possible from the main thread; ignored
+      elsewhere.
     **options: The runtime's own options: `cpp`: `default_num_clients`,
       `max_concurrent_computation_calls`, `worker_log_path`; `in_process`:
       `devices`, `default_num_clients`; `remote`: `workers` (required),
@@ -119,6 +119,6 @@ def set_execution_context(name: str = AUTO, *, handle_sigterm: bool = True,
   runtime = get(name)
   context = runtime.create_context(**options)
   tff.framework.set_default_context(context)
-  if handle_sigterm and threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, local_cpp.exit_on_sigterm)
+  if handle_sigterm:
+    local_cpp.handle_sigterm_unless_handled()
   return context
