@@ -2,6 +2,8 @@ r"""Costs: the algorithms' variants, and the runtimes against plain TF.
 
   python -m binaries.benchmark --suite=variants [--dataset=digits] ...
   python -m binaries.benchmark --suite=runtimes [--runtimes=cpp,in_process]
+  python -m binaries.benchmark --suite=memory \
+      --flagfile=binaries/configs/demo.flags --rounds=2000 [--runtime=cpp]
 
 `--suite=runtimes` (`tff_perfed.program.runtime_benchmark`): for the digits
 MLP and the EMNIST CNN, first-order and exact Per-FedAvg, and each workload
@@ -9,6 +11,13 @@ MLP and the EMNIST CNN, first-order and exact Per-FedAvg, and each workload
 examples), the steady round and the warm-up of each runtime as ratios to a
 plain-TF loop over the same clients, measured in one run; `remote` runs on
 one and on two local workers (bytes moved per round included). Writes
+`--output_json`.
+
+`--suite=memory` (`tff_perfed.program.memory_probe`): one run of the run
+flags (in a temporary output directory) on `--runtime`, with the resident
+memory of this process and of the workers it started sampled after every
+round; prints the levels (medians over 20 rounds) and the growth from
+`--memory_from_round` to the last round. Writes the samples to
 `--output_json`.
 
 `--suite=variants`: for one workload (the run flags: dataset, clients per
@@ -26,12 +35,21 @@ Prints medians in milliseconds and as ratios to FedAvg and to first-order
 Per-FedAvg; rounds run on `--runtime`.
 """
 
-import json
+# First, before TensorFlow loads: an interrupt at any moment ends the
+# program with one line, never a traceback (`binaries.exits`).
+from binaries import exits  # pylint: disable=g-bad-import-order
+
+INTERRUPTED_MESSAGE = 'interrupted.'
+if __name__ == '__main__':
+  exits.exit_quietly_on_signals(INTERRUPTED_MESSAGE)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import shutil
 import statistics
+import tempfile
 import time
 from typing import Callable, Dict
 
-from absl import app
 from absl import flags
 
 from binaries import run_flags  # Sets TF's log level before TF is imported.
@@ -39,12 +57,17 @@ from data_utils import client_datasets
 from data_utils import tasks
 import tensorflow as tf
 from tff_perfed import runtime
+from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import registry
 from tff_perfed.program import experiment
+from tff_perfed.program import memory_probe
+from tff_perfed.program import outputs
 from tff_perfed.program import runtime_benchmark
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
-_SUITE = flags.DEFINE_enum('suite', 'variants', ['variants', 'runtimes'],
+_SUITE = flags.DEFINE_enum('suite', 'variants',
+                           ['variants', 'runtimes', 'memory'],
                            'What to measure (see the module docstring).')
 _STEP_REPEATS = flags.DEFINE_integer('step_repeats', 200, 'Timed steps.')
 _ROUND_REPEATS = flags.DEFINE_integer('round_repeats', 10, 'Timed rounds.')
@@ -57,6 +80,13 @@ _MODELS = flags.DEFINE_list('benchmark_datasets', ['digits', 'emnist'],
 _TRIALS = flags.DEFINE_integer(
     'trials', 1, '--suite=runtimes: measure each comparison this many times '
     'and report the spread of every ratio.')
+_MEMORY_FROM_ROUND = flags.DEFINE_integer(
+    'memory_from_round', 100, '--suite=memory: growth is measured from this '
+    'round (after warm-up) to the last.', lower_bound=1)
+_MEMORY_TRIM_HEAP = flags.DEFINE_bool(
+    'memory_trim_heap', False, '--suite=memory: collect garbage and return '
+    'the C heap\'s free pages (malloc_trim) before each sample, to tell '
+    'memory still allocated from memory the allocator merely keeps.')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Also write here.')
 
 HessianMode = meta_gradients.HessianMode
@@ -229,8 +259,31 @@ def format_runtime_row(result) -> str:
   return ' | '.join(parts)
 
 
+def run_memory_suite(config, from_round: int, *, trim_heap: bool = False):
+  """One run of `config` in a temporary directory, sampled every round."""
+  if config.rounds < 2 * from_round:
+    raise validation.ArgumentValueError(
+        'rounds', f'at least 2 * --memory_from_round = {2 * from_round} '
+        'with --suite=memory', config.rounds)
+  output_dir = tempfile.mkdtemp(prefix='memory_suite_')
+  try:
+    report = memory_probe.measure_run(
+        config.replace(output_dir=output_dir), collect_garbage=trim_heap,
+        trim_heap=trim_heap)
+  finally:
+    shutil.rmtree(output_dir, ignore_errors=True)
+  print(memory_probe.format_memory_report(
+      report, start_round=from_round, end_round=config.rounds))
+  return dict(report.to_json(), from_round=from_round,
+              growth=report.growth(from_round, config.rounds))
+
+
 def main() -> None:
-  if _SUITE.value == 'runtimes':
+  if _SUITE.value == 'memory':
+    report = run_memory_suite(run_flags.config_from_flags(),
+                              _MEMORY_FROM_ROUND.value,
+                              trim_heap=_MEMORY_TRIM_HEAP.value)
+  elif _SUITE.value == 'runtimes':
     results = run_runtime_suite(_RUNTIMES.value, _MODELS.value,
                                 _ROUND_REPEATS.value, _TRIALS.value)
     report = {'runtimes': results}
@@ -244,10 +297,8 @@ def main() -> None:
     print(format_report(step, rounds))
     report = {'step_seconds': step, 'round_seconds': rounds}
   if _OUTPUT_JSON.value:
-    with open(_OUTPUT_JSON.value, 'w') as f:
-      json.dump(report, f, indent=2)
+    outputs.write_json(_OUTPUT_JSON.value, report)
 
 
 if __name__ == '__main__':
-  app.run(run_flags.main_wrapper(main, interrupted_message='interrupted.'),
-          flags_parser=run_flags.parse_flags)
+  run_flags.run(main, interrupted_message=INTERRUPTED_MESSAGE)

@@ -10,6 +10,8 @@
 * `checkpoints`: TFF's file state manager, resuming past a damaged
   checkpoint and cleaning up interrupted saves.
 * `run_lock`: one run at a time per output directory.
+* `memory_probe`: resident memory of a run, driver plus workers, after
+  every round (`binaries/benchmark.py --suite=memory`).
 * `outputs`, `plots`: the files a run writes (atomically, strict JSON,
   failing writes as one-line `OutputWriteError`s).
 """

@@ -103,8 +103,9 @@ def set_execution_context(name: str = AUTO, *, handle_sigterm: bool = True,
       elsewhere.
     **options: The runtime's own options: `cpp`: `default_num_clients`,
       `max_concurrent_computation_calls`, `worker_log_path`; `in_process`:
-      `devices`, `default_num_clients`; `remote`: `workers` (required),
-      `default_num_clients` and the timeouts of
+      `devices`, `parallelism`, `default_num_clients`, `malloc_arenas`;
+      `remote`: `workers` (required), `default_num_clients`, the timeouts
+      and the failover options (`retry_on_worker_loss`, `min_workers`) of
       `remote.create_remote_execution_context`.
 
   Returns:
