@@ -72,8 +72,21 @@ def test_bad_input_exits_with_one_line_and_keeps_earlier_results(
   assert _snapshot(earlier_run) == before
 
 
-def test_corrupt_data_file_is_one_line(tmp_path, capsys):
-  (tmp_path / 'emnist_all.sqlite').write_bytes(b'\x00garbage' * 64)
+def _truncated_emnist_file(path):
+  tff_files.write_emnist(str(path.parent))
+  contents = path.read_bytes()
+  path.write_bytes(contents[:len(contents) // 2])
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'empty', 'truncated'])
+def test_corrupt_data_file_is_one_line(tmp_path, capsys, damage):
+  path = tmp_path / 'emnist_all.sqlite'
+  if damage == 'garbage':
+    path.write_bytes(b'\x00garbage' * 64)
+  elif damage == 'empty':
+    path.write_bytes(b'')
+  else:
+    _truncated_emnist_file(path)
   with pytest.raises(SystemExit) as exit_info:
     run_train('--dataset=emnist10', f'--data_dir={tmp_path}',
               f'--output_dir={tmp_path / "out"}')
