@@ -38,7 +38,7 @@ PROMPT_SECONDS = 10
 # Points in a run (sitecustomize's `module:attribute:call:delay`).
 DURING_FIRST_EVALUATION = ('tff_perfed.evaluation.personalization:'
                            'build_personalization_eval():1:0.3')
-DURING_CHECKPOINT = 'tensorflow:saved_model.save:2:0.02'
+DURING_CHECKPOINT = 'tff_perfed.program.checkpoints:write_state_file:2:0'
 AT_EXIT = 'tff_perfed.runtime:shutdown_workers:1:0'
 
 _PR_SET_CHILD_SUBREAPER = 36

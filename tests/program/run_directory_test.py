@@ -7,6 +7,7 @@ fault is checked against one uninterrupted run of the same settings.
 
 import asyncio
 import errno
+import gc
 import json
 import os
 import re
@@ -99,21 +100,25 @@ def _assert_ends_like_the_uninterrupted_run(output_dir, uninterrupted):
 
 
 def _damage(path, kind):
+  state_file = os.path.join(path, checkpoints.STATE_FILE)
   if kind == 'truncated':
-    data_file = next(
-        os.path.join(path, 'variables', name)
-        for name in os.listdir(os.path.join(path, 'variables'))
-        if name.startswith('variables.data'))
-    with open(data_file, 'r+b') as f:
-      f.truncate(os.path.getsize(data_file) // 2)
+    with open(state_file, 'r+b') as f:
+      f.truncate(os.path.getsize(state_file) // 2)
   elif kind == 'garbage':
-    with open(os.path.join(path, 'saved_model.pb'), 'wb') as f:
-      f.write(b'\x07not a protocol buffer' * 50)
+    with open(state_file, 'wb') as f:
+      f.write(b'\x07not a numpy file' * 50)
   elif kind == 'missing_file':
-    os.remove(os.path.join(path, 'variables', 'variables.index'))
+    os.remove(state_file)
   elif kind == 'empty_directory':
     shutil.rmtree(path)
     os.mkdir(path)
+
+
+def _stored_arrays(path):
+  """Every array of a checkpoint (reading them all checks the file)."""
+  with np.load(os.path.join(path, checkpoints.STATE_FILE),
+               allow_pickle=False) as stored:
+    return [stored[name] for name in stored.files]
 
 
 def _small_state_manager(tmp_path):
@@ -173,6 +178,64 @@ def test_leftovers_of_interrupted_saves_are_removed_at_start(tmp_path):
       'metrics.csv_temp4321']
   assert sorted(p.name for p in tmp_path.iterdir()) == [
       'checkpoints', 'summary.json']
+
+
+def test_a_checkpoint_is_the_states_arrays_and_loads_back_exactly(tmp_path):
+  manager = checkpoints.CheckpointManager(str(tmp_path / 'checkpoints'))
+  state = {'weights': [np.arange(6, dtype=np.float32).reshape(2, 3),
+                       np.float32(0.5)], 'round': np.int64(7)}
+  asyncio.run(manager.save(state, 1))
+  assert os.listdir(manager.path_for_version(1)) == [checkpoints.STATE_FILE]
+  loaded = asyncio.run(manager.load(1, state))
+  np.testing.assert_array_equal(loaded['weights'][0], state['weights'][0])
+  assert loaded['weights'][1] == np.float32(0.5)
+  assert loaded['round'] == 7 and loaded['round'].dtype == np.int64
+
+
+def test_a_checkpoint_of_another_structure_is_refused(tmp_path):
+  manager = checkpoints.CheckpointManager(str(tmp_path / 'checkpoints'))
+  asyncio.run(manager.save({'a': np.zeros(2)}, 1))
+  with pytest.raises(ValueError, match='holds 1 arrays, the state has 2'):
+    asyncio.run(manager.load(1, {'a': np.zeros(2), 'b': np.zeros(2)}))
+
+
+def test_checkpoints_of_tffs_savedmodel_format_still_load(tmp_path):
+  root = str(tmp_path / 'checkpoints')
+  state = {'weights': np.full((3,), 4.0, np.float32)}
+  asyncio.run(tff.program.FileProgramStateManager(
+      root, prefix=checkpoints.PREFIX).save(state, 5))
+  loaded, version = asyncio.run(
+      checkpoints.CheckpointManager(root).load_latest(state))
+  assert version == 5
+  np.testing.assert_array_equal(loaded['weights'], state['weights'])
+
+
+def test_a_state_numpy_cannot_store_is_saved_as_a_savedmodel(
+    tmp_path, monkeypatch):
+  assert checkpoints.state_arrays({'x': np.array([b'a', None])}) is None
+  manager = checkpoints.CheckpointManager(str(tmp_path / 'checkpoints'))
+  state = {'name': np.array([b'a', b'bc']), 'weights': np.ones(2, np.float32)}
+  asyncio.run(manager.save(state, 1))  # Bytes need no pickling.
+  assert list(asyncio.run(manager.load(1, state))['name']) == [b'a', b'bc']
+  monkeypatch.setattr(checkpoints, 'state_arrays', lambda state: None)
+  asyncio.run(manager.save(state, 2))
+  assert 'saved_model.pb' in os.listdir(manager.path_for_version(2))
+  np.testing.assert_array_equal(
+      asyncio.run(manager.load(2, state))['weights'], state['weights'])
+
+
+def test_saving_checkpoints_keeps_no_memory(tmp_path):
+  # Each SavedModel save kept about 70 blocks and 120-160 KiB for good.
+  manager = checkpoints.CheckpointManager(str(tmp_path / 'checkpoints'))
+  state = {'weights': [np.ones((64, 64), np.float32)] * 6}
+  for version in range(5):
+    asyncio.run(manager.save(state, version))
+  gc.collect()
+  before = sys.getallocatedblocks()
+  for version in range(5, 45):
+    asyncio.run(manager.save(state, version))
+  gc.collect()
+  assert (sys.getallocatedblocks() - before) / 40 < 5
 
 
 def test_run_resumed_past_a_damaged_checkpoint_ends_like_an_uninterrupted_one(
@@ -293,10 +356,10 @@ def test_a_diverged_run_stops_at_its_round_and_keeps_the_last_finite_state(
   # Nothing of the diverged round was released, and the kept state is
   # finite.
   assert _rounds_in_metrics(output_dir)[-1] == str(diverged - 1)
-  saved = tf.saved_model.load(os.path.join(
-      _checkpoint_dir(output_dir), f'program_state_{diverged - 1}'))()
-  assert all(np.all(np.isfinite(leaf)) for leaf in tf.nest.flatten(saved)
-             if tf.as_dtype(leaf.dtype).is_floating)
+  saved = _stored_arrays(os.path.join(_checkpoint_dir(output_dir),
+                                      f'program_state_{diverged - 1}'))
+  assert all(np.all(np.isfinite(leaf)) for leaf in saved
+             if np.issubdtype(leaf.dtype, np.floating))
 
 
 def test_json_is_strict_with_non_finite_numbers_written_as_null(tmp_path):
@@ -378,16 +441,17 @@ def _fail_replace_onto(basename, code):
 
 
 def _fail_checkpoint_save(round_num, code):
-  original = tf.saved_model.save
+  original = checkpoints.write_state_file
 
-  def save(module, path, *args, **kwargs):
-    if os.path.basename(path).startswith(f'program_state_{round_num}_temp'):
-      with open(os.path.join(path, 'saved_model.pb'), 'wb') as f:
-        f.write(b'half')  # A save cut short leaves part of its files.
+  def write_state_file(path, arrays):
+    if os.path.basename(os.path.dirname(path)).startswith(
+        f'program_state_{round_num}_temp'):
+      with open(path, 'wb') as f:
+        f.write(b'half')  # A save cut short leaves part of its file.
       raise OSError(code, os.strerror(code))
-    return original(module, path, *args, **kwargs)
+    return original(path, arrays)
 
-  return tf.saved_model, 'save', save
+  return checkpoints, 'write_state_file', write_state_file
 
 
 def _fail_savefig(code):
@@ -432,8 +496,8 @@ def test_a_failed_write_stops_the_run_in_one_line_and_the_next_start_resumes(
   # The newest checkpoint left is complete, and no partial one remains.
   versions = _versions(output_dir)
   if versions:
-    tf.saved_model.load(os.path.join(_checkpoint_dir(output_dir),
-                                     f'program_state_{max(versions)}'))
+    _stored_arrays(os.path.join(_checkpoint_dir(output_dir),
+                                f'program_state_{max(versions)}'))
     assert not [name for name in os.listdir(_checkpoint_dir(output_dir))
                 if '_temp' in name]
   assert not [name for name in os.listdir(output_dir)
