@@ -15,8 +15,10 @@ holding a quote breaks it. Here the id is escaped inside the TF graph
 into TFF computations.
 """
 
+import contextlib
 import dataclasses
 import os
+import pathlib
 import sqlite3
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -155,8 +157,18 @@ def examples_faults(serialized: Sequence[bytes],
   return faults
 
 
-def _connect(path: str) -> sqlite3.Connection:
-  return sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+@contextlib.contextmanager
+def _connect(path: str) -> Iterator[sqlite3.Connection]:
+  """A read-only connection to `path`, closed on leaving the block."""
+  # As a file URI, so that '#', '?' or '%' in the path stay part of it
+  # (in 'file:<path>' they would start a fragment or a query, and sqlite
+  # would open, even create, another file).
+  uri = pathlib.Path(os.path.abspath(path)).as_uri() + '?mode=ro'
+  connection = sqlite3.connect(uri, uri=True)
+  try:
+    yield connection
+  finally:
+    connection.close()
 
 
 def _sql_quote(text: tf.Tensor) -> tf.Tensor:

@@ -43,6 +43,19 @@ def test_examples_and_order_equal_tffs_loader_for_ordinary_ids(tmp_path):
                                     b['pixels'].numpy())
 
 
+@pytest.mark.parametrize('directory', ['run#1', 'a?b', '50%20off'])
+def test_a_data_dir_with_uri_characters_is_read_and_left_alone(
+    tmp_path, directory):
+  data_dir = tmp_path / directory
+  data_dir.mkdir()
+  tff_files.write_emnist(str(data_dir), num_clients=3, examples_per_client=4)
+  before = sorted(p.name for p in tmp_path.iterdir())
+  dataset = tasks.get('emnist').load(data_dir=str(data_dir))
+  assert len(dataset.client_ids) == 3
+  # sqlite would have opened (and created) another file for 'file:<path>'.
+  assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 @pytest.mark.parametrize('client_id', [
     "o'brien", "x' OR '1'='1", "''", 'Ünïcødé 字 ✓', 'a"b;--',
     'back\\slash'])

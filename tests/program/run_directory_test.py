@@ -257,6 +257,21 @@ def test_run_resumed_past_a_damaged_checkpoint_ends_like_an_uninterrupted_one(
       _checkpoint_dir(output_dir))
 
 
+@pytest.mark.parametrize('contents', ['', 'garbage\n1,2,3\n'])
+def test_an_unreadable_metrics_file_is_set_aside_and_the_run_goes_on(
+    tmp_path, dataset, uninterrupted, caplog, contents):
+  output_dir = _copy(uninterrupted, tmp_path)
+  os.remove(output_dir / outputs.SUMMARY_FILE)
+  (output_dir / outputs.METRICS_FILE).write_text(contents)
+  _run(_config(output_dir), dataset)
+  assert (_read(output_dir / outputs.SUMMARY_FILE) ==
+          _read(uninterrupted / outputs.SUMMARY_FILE))
+  assert (output_dir / 'damaged_metrics.csv').read_text() == contents
+  warnings = [r.getMessage() for r in caplog.records
+              if r.levelname == 'WARNING' and 'metrics.csv' in r.getMessage()]
+  assert len(warnings) == 1 and 'set aside' in warnings[0]
+
+
 def test_checkpoints_without_their_settings_file_are_refused(
     tmp_path, dataset, uninterrupted):
   output_dir = _copy(uninterrupted, tmp_path)
@@ -283,8 +298,13 @@ sys.stdin.read()
 """
 
 
+def _must_not_be_called(*args, **kwargs):
+  raise AssertionError('called')
+
+
 def test_a_second_run_is_refused_at_once_naming_the_holder(tmp_path,
-                                                           dataset):
+                                                           dataset,
+                                                           monkeypatch):
   output_dir = tmp_path / 'run'
   output_dir.mkdir()
   holder = subprocess.Popen(
@@ -294,6 +314,10 @@ def test_a_second_run_is_refused_at_once_naming_the_holder(tmp_path,
     assert holder.stdout.readline().strip() == 'locked'
     with pytest.raises(run_lock.OutputDirLockedError) as error:
       _run(_config(output_dir), dataset)
+    # Before the data is loaded and checked, which takes long on big files.
+    monkeypatch.setattr(experiment, 'load_dataset', _must_not_be_called)
+    with pytest.raises(run_lock.OutputDirLockedError):
+      experiment.run_experiment(_config(output_dir), show_progress=False)
   finally:
     holder.stdin.close()
     holder.wait(timeout=10)

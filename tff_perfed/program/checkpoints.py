@@ -157,7 +157,8 @@ class CheckpointManager(tff.program.FileProgramStateManager):
     path = self.path_for_version(version)
     aside = _unused_path(os.path.join(self.root_dir,
                                       DAMAGED_PREFIX + os.path.basename(path)))
-    os.rename(path, aside)
+    with outputs.write_errors_named(path):
+      os.rename(path, aside)
     return aside
 
   async def load_latest(self, structure: Any) -> Tuple[Any, int]:
@@ -252,4 +253,5 @@ class CheckpointManager(tff.program.FileProgramStateManager):
         if pattern.match(name):
           shutil.rmtree(os.path.join(self.root_dir, name), ignore_errors=True)
       raise outputs.OutputWriteError(path, e) from e
-    await self._remove_old_program_state()
+    with outputs.write_errors_named(self.root_dir):
+      await self._remove_old_program_state()

@@ -32,6 +32,7 @@ in both cases the checkpoints hold the last complete, finite state and the
 next start resumes from it, ending as an uninterrupted run would.
 """
 
+import csv
 import dataclasses
 import json
 import os
@@ -219,6 +220,9 @@ def run_experiment(config: RunConfig, *,
       `training_loop.TrainingDivergedError`,
       `checkpoints.CheckpointsUnusableError` (no checkpoint loads).
   """
+  # Refused at once, before the data is loaded and checked (which can take
+  # a while on a large file), if another run holds the directory.
+  run_lock.check_free(config.output_dir)
   if dataset is None:
     dataset = load_dataset(config)
   _create_output_dir(config.output_dir)
@@ -227,6 +231,34 @@ def run_experiment(config: RunConfig, *,
     lock = run_lock.RunLock(config.output_dir)
   with lock:
     return _run_locked(config, dataset, show_progress)
+
+
+def _metrics_release_manager(
+    metrics_path: str) -> tff.program.CSVFileReleaseManager:
+  """TFF's CSV release manager of `metrics.csv`, past a damaged file.
+
+  WRITE mode rewrites the file to a temporary one and renames it: an append
+  cut short by a full disk would leave half a row. A `metrics.csv` TFF
+  cannot read (empty or garbage after a crash) is set aside as
+  `damaged_metrics.csv` with one warning; the rounds trained from the
+  checkpoint on are written again, the earlier ones are lost from the file.
+  """
+  def open_manager():
+    return tff.program.CSVFileReleaseManager(
+        metrics_path, save_mode=tff.program.CSVSaveMode.WRITE,
+        key_fieldname='round_num')
+
+  try:
+    return open_manager()
+  except (ValueError, KeyError, csv.Error,
+          tff.program.CSVKeyFieldnameNotFoundError) as e:
+    aside = os.path.join(os.path.dirname(metrics_path),
+                         'damaged_' + os.path.basename(metrics_path))
+    os.replace(metrics_path, aside)
+    logging.warning('%s cannot be read (%s); set aside as %s, a new one is '
+                    'started.', metrics_path,
+                    ' '.join(str(e).split()) or type(e).__name__, aside)
+    return open_manager()
 
 
 def _run_locked(config: RunConfig,
@@ -244,9 +276,13 @@ def _run_locked(config: RunConfig,
     outputs.write_json(os.path.join(output_dir, outputs.CONFIG_FILE),
                        config.to_json())
 
+  dropped_path = os.path.join(output_dir, outputs.DROPPED_CLIENTS_FILE)
   if dataset.dropped:
-    outputs.write_json(os.path.join(output_dir, outputs.DROPPED_CLIENTS_FILE),
-                       dict(dataset.dropped))
+    outputs.write_json(dropped_path, dict(dataset.dropped))
+  elif os.path.exists(dropped_path):
+    # Written by an earlier start whose data had bad clients; none now.
+    with outputs.write_errors_named(dropped_path):
+      os.remove(dropped_path)
   if dataset.partition is not None:
     outputs.write_json(os.path.join(output_dir, outputs.PARTITION_FILE),
                        dataset.partition)
@@ -307,11 +343,7 @@ def _run_locked(config: RunConfig,
   metrics_path = os.path.join(output_dir, outputs.METRICS_FILE)
   tensorboard_dir = os.path.join(output_dir, outputs.TENSORBOARD_DIR)
   with outputs.write_errors_named(metrics_path):
-    # WRITE mode rewrites the file to a temporary one and renames it: an
-    # append cut short by a full disk would leave half a row.
-    csv_manager = tff.program.CSVFileReleaseManager(
-        metrics_path, save_mode=tff.program.CSVSaveMode.WRITE,
-        key_fieldname='round_num')
+    csv_manager = _metrics_release_manager(metrics_path)
   with outputs.write_errors_named(tensorboard_dir):
     tensorboard_manager = tff.program.TensorBoardReleaseManager(
         tensorboard_dir)

@@ -147,6 +147,10 @@ def write_atomically(path: str, write_fn: Callable[[IO[str]], None]) -> None:
     fd, tmp_path = _open_new_file(directory, os.path.basename(path))
     with os.fdopen(fd, 'w', newline='') as f:
       write_fn(f)
+      # On the disk before the rename: after a crash, `path` holds the old
+      # or the new contents, never an empty file.
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(tmp_path, path)
   except BaseException as e:
     if tmp_path is not None and os.path.exists(tmp_path):

@@ -35,6 +35,39 @@ def _holder(fd: int) -> str:
   return f'process {text}' if text.isdigit() else 'another process'
 
 
+def _locked_error(output_dir: str, path: str, fd: int) -> OutputDirLockedError:
+  return OutputDirLockedError(
+      f'output_dir {output_dir!r} is in use by {_holder(fd)} (it holds '
+      f'{path}); wait for that run to end, or use another output_dir.')
+
+
+def _is_contended(error: OSError) -> bool:
+  return error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def check_free(output_dir: str) -> None:
+  """Fails at once if another process holds `output_dir`'s lock.
+
+  Creates nothing: a run calls it before its slow preparations (loading and
+  checking the data), and takes the lock (`RunLock`) when it starts writing.
+
+  Raises:
+    OutputDirLockedError: If another process holds the lock.
+  """
+  path = lock_path(output_dir)
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return  # No lock file (a new directory), or none we can read.
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    if _is_contended(e):
+      raise _locked_error(output_dir, path, fd) from None
+  finally:
+    os.close(fd)  # Closing releases a flock this check took.
+
+
 class RunLock:
   """The held run lock of one output directory; a context manager.
 
@@ -59,12 +92,9 @@ class RunLock:
       try:
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except OSError as e:
-        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        if not _is_contended(e):
           raise
-        raise OutputDirLockedError(
-            f'output_dir {output_dir!r} is in use by {_holder(self._fd)} (it '
-            f'holds {self.path}); wait for that run to end, or use another '
-            'output_dir.') from None
+        raise _locked_error(output_dir, self.path, self._fd) from None
       # A pid left by a killed run is stale: the kernel released its flock.
       os.ftruncate(self._fd, 0)
       os.pwrite(self._fd, f'{os.getpid()}\n'.encode('ascii'), 0)
