@@ -34,6 +34,9 @@ _LOCAL_CPP = 'tff_perfed.runtime.local_cpp'
 
 
 def _flush_stdio() -> None:
+  # As `local_cpp.flush_stdio`, which this module cannot import: it runs
+  # before TensorFlow and TFF are loaded, and importing any `tff_perfed`
+  # module loads them.
   for stream in (sys.stdout, sys.stderr):
     try:
       stream.flush()

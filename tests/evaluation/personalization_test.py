@@ -40,11 +40,15 @@ def _dataset(x, y, batch):
   ).batch(batch)
 
 
+def _softmax_regression(seed=0):
+  """The MLP without hidden layers: softmax regression, with a closed form."""
+  return models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=seed,
+                          hidden_units=())
+
+
 def test_scores_after_each_adaptation_step_match_numpy():
   alpha, steps = 0.5, 3
-  # hidden_units=() makes the MLP softmax regression.
-  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=0,
-                           hidden_units=())
+  model = _softmax_regression()
   evaluate = tff_perfed.build_personalization_eval(
       model, personalization_steps=steps, learning_rate=alpha)
   rng = np.random.default_rng(0)
@@ -87,8 +91,7 @@ def test_invalid_arguments_are_rejected_naming_the_argument(kwargs, name):
 
 def test_scores_are_the_mean_over_independent_adaptation_draws():
   alpha, steps, draws = 0.5, 2, 3
-  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=1,
-                           hidden_units=())
+  model = _softmax_regression(seed=1)
   weights = learning_utils.build_initial_weights_computation(model)()
   rng = np.random.default_rng(1)
   train_x, train_y = rng.normal(size=(24, DIM)), rng.integers(0, CLASSES, 24)
@@ -145,8 +148,7 @@ def test_degenerate_settings_log_a_warning(caplog):
 
 def test_clients_without_test_examples_or_with_nan_data_are_counted_not_scored():
   alpha, steps = 0.5, 1
-  model = models.build_mlp(input_dim=DIM, num_classes=CLASSES, seed=0,
-                           hidden_units=())
+  model = _softmax_regression()
   evaluate = tff_perfed.build_personalization_eval(
       model, personalization_steps=steps, learning_rate=alpha)
   rng = np.random.default_rng(2)
