@@ -150,16 +150,18 @@ def split_clients(raw: tff.simulation.datasets.ClientData, seed: int):
 
 def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
          seed: int = 0) -> federated_dataset.FederatedDataset:
-  """TFF's CIFAR-100 train clients from `data_dir/cifar100.sqlite`.
+  """TFF's CIFAR-100 train clients from `cifar100.sqlite`.
+
+  The file is read from `data_dir`, else from TFF's cache (`~/.tff`).
 
   Each client's examples are split 80/20 into train and test by `seed`
   (see the module docstring); TFF's test split is not used.
 
   Raises:
-    DatasetError: If `data_dir` is unset or its file is missing, unreadable
-      or not TFF's CIFAR-100 file.
+    DatasetError: If the file is missing, unreadable or not TFF's
+      CIFAR-100 file.
   """
-  source = None
+  source = origin = None
   if use_synthetic_data:
     raw = _synthetic_raw(seed)
   else:
@@ -171,9 +173,11 @@ def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
     source = tff_sqlite.SqliteSource(
         serialized.path, {'train': serialized, 'test': serialized}, FEATURES)
     raw = serialized.preprocess(_parse)
+    origin = tff_sqlite.file_origin('cifar100', serialized.path)
   train, test = split_clients(raw, seed)
   return federated_dataset.FederatedDataset('cifar100', train, test,
-                                            NUM_CLASSES, source=source)
+                                            NUM_CLASSES, source=source,
+                                            origin=origin)
 
 
 TASK = federated_dataset.Task(

@@ -64,14 +64,9 @@ def partitioned_digits(*,
     digits = sklearn_datasets.load_digits()
     images = (digits.data / 16.0).astype(np.float32)
     labels = digits.target.astype(np.int32)
-  partition = partitioners.per_fedavg_label_partition(
-      labels, num_clients=num_clients, test_fraction=test_fraction, rng=rng)
-  train, test = {}, {}
-  for client, (train_idx, test_idx) in enumerate(partition):
-    client_id = f'user_{client:03d}'
-    train[client_id] = (images[train_idx], labels[train_idx])
-    test[client_id] = (images[test_idx], labels[test_idx])
-  return train, test
+  return partitioners.per_fedavg_users(
+      images, labels, num_clients=num_clients, test_fraction=test_fraction,
+      rng=rng)
 
 
 def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,

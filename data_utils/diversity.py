@@ -51,8 +51,12 @@ The paper leaves the following open; this module chooses:
 Every random draw comes from `seed`, in separate streams for the partition,
 the exclusive set, the permutations and the augmentations.
 
-Image data is pooled in memory as NumPy arrays (for all of EMNIST-62, about
-2.4 GB of float32 pixels, copied a few times while building); character data is
+Image data is pooled in memory once, as NumPy arrays filled batch by batch
+(a file's clients read in one pipeline through their rowid spans); images
+whose values are all k / 255 (CIFAR-100's) are held as uint8 codes, a
+quarter of float32. For all of EMNIST-62 (749,068 images) the pool is 2.35
+GB of float32 pixels, held once: a scenario client is a list of pool rows
+and its transform, applied when its dataset is made. Character data is
 ciphered lazily, client by client, as it is read.
 """
 
@@ -68,6 +72,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from data_utils import federated_dataset
+from data_utils import tff_sqlite
 from tff_perfed import validation
 
 # Above this, Dir(concentration) proportions are all close to 1/num_classes.
@@ -186,24 +191,189 @@ def _check_structure(spec: Any, name: str) -> None:
         'dataset', 'examples OrderedDict(x=..., y=...)', f'{name} {spec}')
 
 
+class _PoolBuffer:
+  """Pooled examples appended batch by batch into one array each.
+
+  The arrays are allocated once for the expected number of examples (grown
+  by half when more come, trimmed at the end), so the pool never exists
+  twice, as it would as a list of batches and their concatenation. Float
+  images whose every value is k / 255 for an integer k (CIFAR-100's, any
+  8-bit image scaled to [0, 1]) are stored as the codes k in uint8: a
+  quarter of the memory, decoded exactly (`decode`) when a client's
+  dataset is made. A batch that is not so is the end of that: the codes so
+  far are decoded and the pool goes on in the images' own dtype.
+  """
+
+  def __init__(self, capacity: int):
+    self._capacity = max(int(capacity), 1)
+    self._size = 0
+    self._x = None
+    self._y = None
+    self.codes = None  # Whether x holds uint8 codes of k / 255 values.
+
+  @staticmethod
+  def _codes(x: np.ndarray):
+    if x.dtype != np.float32:
+      return None
+    codes = np.rint(x * np.float32(255))
+    if codes.min(initial=0) < 0 or codes.max(initial=0) > 255:
+      return None
+    codes = codes.astype(np.uint8)
+    return codes if np.array_equal(decode_codes(codes), x) else None
+
+  def append(self, x: np.ndarray, y: np.ndarray) -> None:
+    codes = self._codes(x) if self.codes in (None, True) else None
+    if self._x is None:
+      self.codes = codes is not None
+      stored = codes if self.codes else x
+      self._x = np.empty((self._capacity,) + x.shape[1:], stored.dtype)
+      self._y = np.empty((self._capacity,) + y.shape[1:], y.dtype)
+    elif self.codes and codes is None:
+      self._x = decode_codes(self._x[:self._capacity]).astype(x.dtype)
+      self.codes = False
+    stored = codes if self.codes else x
+    end = self._size + len(x)
+    if end > self._capacity:
+      self._capacity = max(end, self._capacity + self._capacity // 2)
+      self._x = _resized(self._x, self._capacity)
+      self._y = _resized(self._y, self._capacity)
+    self._x[self._size:end] = stored
+    self._y[self._size:end] = y
+    self._size = end
+
+  def arrays(self) -> Tuple[np.ndarray, np.ndarray]:
+    """(x, y) of every appended example; x as codes if `codes`."""
+    if self._x is None:
+      return np.empty((0,)), np.empty((0,))
+    return _resized(self._x, self._size), _resized(self._y, self._size)
+
+
+def _resized(array: np.ndarray, length: int) -> np.ndarray:
+  """`array` with `length` rows, in place where NumPy can (no copy)."""
+  if len(array) == length:
+    return array
+  try:
+    array.resize((length,) + array.shape[1:], refcheck=False)
+    return array
+  except ValueError:  # Not the array's own memory (a view).
+    resized = np.empty((length,) + array.shape[1:], array.dtype)
+    keep = min(length, len(array))
+    resized[:keep] = array[:keep]
+    return resized
+
+
+def decode_codes(codes: np.ndarray) -> np.ndarray:
+  """uint8 codes k -> float32 k / 255, as `tf.cast(k, float32) / 255`."""
+  return codes.astype(np.float32) / np.float32(255)
+
+
+def _split_batches(split, client_ids: Sequence[str], source, side: str):
+  """Batches of every example of `client_ids`, client after client.
+
+  For a TFF SQLite file (`source`) whose rows are the task's examples, the
+  rows are read client by client through their spans and parsed thousands
+  at a time (`SqliteSource.parse_batch`); for another file-backed split,
+  one pipeline reads every client through the split's serializable dataset
+  function; otherwise each client's dataset is made and read in turn.
+  """
+  if source is not None and source.parse_batch is not None:
+    for rows in source.splits[side].iterate_client_rows(client_ids, _BATCH):
+      batch = source.parse_batch(tf.constant(rows, tf.string))
+      yield {key: value.numpy() for key, value in batch.items()}
+    return
+  if source is not None:
+    examples = tf.data.Dataset.from_tensor_slices(
+        tf.constant(list(client_ids), tf.string)).flat_map(
+            split.serializable_dataset_fn)
+    yield from examples.batch(_BATCH).as_numpy_iterator()
+    return
+  for client_id in client_ids:
+    yield from split.create_tf_dataset_for_client(client_id).batch(
+        _BATCH).as_numpy_iterator()
+
+
 def _pool(dataset: federated_dataset.FederatedDataset
-         ) -> Tuple[np.ndarray, np.ndarray]:
-  """All examples of every client of train and test, in a fixed order."""
-  xs, ys = [], []
-  for split in (dataset.train, dataset.test):
+         ) -> Tuple[np.ndarray, np.ndarray, bool]:
+  """All examples of every client of train and test, in a fixed order.
+
+  Returns:
+    `(x, y, codes)`: x holds uint8 codes of x's values (`decode_codes`)
+    when `codes`, else x itself.
+  """
+  source = dataset.source
+  if not isinstance(source, tff_sqlite.SqliteSource):
+    source = None
+  # An image task's raw rows are its examples: the pool's size.
+  capacity = source.expected_examples() if source is not None else 0
+  buffer = _PoolBuffer(capacity or 1024)
+  for side, split in (('train', dataset.train), ('test', dataset.test)):
     spec = split.element_type_structure
     _check_structure(spec, dataset.name)
     # Sorted ids: the pool (and so the partition) does not depend on the
     # order a ClientData lists its clients in.
-    for client_id in sorted(split.client_ids):
-      examples = split.create_tf_dataset_for_client(client_id)
-      for batch in examples.batch(_BATCH).as_numpy_iterator():
-        xs.append(batch['x'])
-        ys.append(batch['y'])
-  if not xs:
+    for batch in _split_batches(split, sorted(split.client_ids), source,
+                                side):
+      buffer.append(batch['x'], batch['y'])
+  x, y = buffer.arrays()
+  if not len(y):
     raise validation.ArgumentValueError('dataset', 'some examples',
                                         f'{dataset.name} with none')
-  return np.concatenate(xs), np.concatenate(ys)
+  return x, y, buffer.codes
+
+
+class _PooledClientData(tff.simulation.datasets.ClientData):
+  """The scenario's clients: rows of the shared pool, transformed on read.
+
+  Each client is a list of pool rows and its transform (label permutation,
+  flip, shift; none for a client outside the exclusive set). Its examples
+  are gathered, augmented and decoded only when its dataset is made, so
+  the pool is held once, not once more as every client's copy.
+  """
+
+  def __init__(self, x: np.ndarray, y: np.ndarray, codes: bool,
+               image_shape: Sequence[int],
+               clients: Mapping[str, Tuple[np.ndarray, Any]]):
+    self._x, self._y, self._codes = x, y, codes
+    self._image_shape = tuple(image_shape)
+    self._clients = dict(clients)
+    self._client_ids = list(self._clients)
+    x_dtype = tf.float32 if codes else tf.as_dtype(x.dtype)
+    self._spec = collections.OrderedDict(
+        x=tf.TensorSpec(x.shape[1:], x_dtype),
+        y=tf.TensorSpec(y.shape[1:], tf.as_dtype(y.dtype)))
+
+  @property
+  def client_ids(self) -> List[str]:
+    return self._client_ids
+
+  def arrays(self, client_id: str) -> Tuple[np.ndarray, np.ndarray]:
+    """The client's (x, y), relabelled, augmented and decoded."""
+    rows, transform = self._clients[client_id]
+    x, y = self._x[rows], self._y[rows]
+    if transform is not None:
+      perm, flip, dy, dx = transform
+      y = perm[y].astype(self._y.dtype)
+      x = _augment(x, self._image_shape, flip, dy, dx)
+    if self._codes:
+      x = decode_codes(x)
+    return x, y
+
+  def create_tf_dataset_for_client(self, client_id: str) -> tf.data.Dataset:
+    if client_id not in self._clients:
+      raise ValueError(f'{client_id!r} is not a client of this scenario.')
+    x, y = self.arrays(client_id)
+    return tf.data.Dataset.from_tensor_slices(
+        collections.OrderedDict(x=x, y=y))
+
+  @property
+  def serializable_dataset_fn(self):
+    raise NotImplementedError(
+        'The diversity scenario\'s image clients are made in this process '
+        'from its pool; use create_tf_dataset_for_client.')
+
+  @property
+  def element_type_structure(self):
+    return self._spec
 
 
 def _class_proportions(concentration: float, num_classes: int,
@@ -293,7 +463,7 @@ def _num_test(n: int, test_fraction: float) -> int:
 def _image_scenario(dataset, task, scenario, partition_rng, exclusive_rng,
                     permutation_rng, augmentation_rng):
   """The image-task scenario; see `build_diversity_dataset`."""
-  x, y = _pool(dataset)
+  x, y, codes = _pool(dataset)
   num_classes = task.num_classes
   image_size = int(np.prod(task.image_shape))
   if int(np.prod(x.shape[1:])) != image_size:
@@ -329,21 +499,16 @@ def _image_scenario(dataset, task, scenario, partition_rng, exclusive_rng,
     flip = bool(augmentation_rng.random() < 0.5)
     dy, dx = (int(d) for d in augmentation_rng.integers(
         -scenario.max_shift, scenario.max_shift + 1, size=2))
-    client_x, client_y = x[share], y[share]
     class_counts = np.bincount(labels[share], minlength=num_classes)
-    if exclusive[j]:
-      client_y = perm[client_y].astype(y.dtype)
-      client_x = _augment(client_x, task.image_shape, flip, dy, dx)
-    else:
+    transform = (perm, flip, dy, dx) if exclusive[j] else None
+    if not exclusive[j]:
       perm, flip, dy, dx = None, False, 0, 0
     num_test = _num_test(len(share), scenario.test_fraction)
     order = partition_rng.permutation(len(share))
     test_idx, train_idx = order[:num_test], order[num_test:]
     client_id = f'client_{j:0{width}d}'
-    train[client_id] = collections.OrderedDict(x=client_x[train_idx],
-                                               y=client_y[train_idx])
-    test[client_id] = collections.OrderedDict(x=client_x[test_idx],
-                                              y=client_y[test_idx])
+    train[client_id] = (share[train_idx], transform)
+    test[client_id] = (share[test_idx], transform)
     clients[client_id] = {
         'exclusive': bool(exclusive[j]),
         'num_train': int(len(train_idx)),
@@ -363,8 +528,10 @@ def _image_scenario(dataset, task, scenario, partition_rng, exclusive_rng,
       'clients': clients,
   }
   result = federated_dataset.FederatedDataset(
-      dataset.name, tff.simulation.datasets.TestClientData(train),
-      tff.simulation.datasets.TestClientData(test), dataset.num_classes)
+      dataset.name,
+      _PooledClientData(x, y, codes, task.image_shape, train),
+      _PooledClientData(x, y, codes, task.image_shape, test),
+      dataset.num_classes)
   return result, description
 
 

@@ -31,22 +31,32 @@ def features(num_classes: int) -> Tuple[tff_sqlite.Feature, ...]:
           tff_sqlite.Feature('pixels', tff_sqlite.FLOAT, (28, 28)))
 
 
+def _parse_serialized(serialized: tf.Tensor) -> collections.OrderedDict:
+  """Serialized example(s) -> `OrderedDict(label, pixels)`, as TFF parses."""
+  # The label range is checked, not parsed: any class count parses alike.
+  parsed = tff_sqlite.parse_examples(serialized, features(62))
+  return collections.OrderedDict(label=tf.cast(parsed['label'], tf.int32),
+                                 pixels=parsed['pixels'])
+
+
+def _to_example(parsed) -> collections.OrderedDict:
+  """Parsed example(s) -> `OrderedDict(x=[..., 28, 28, 1] float32, y)`."""
+  return collections.OrderedDict(
+      x=tf.expand_dims(tf.cast(parsed['pixels'], tf.float32), -1),
+      y=tf.cast(parsed['label'], tf.int32))
+
+
 def _parse(dataset: tf.data.Dataset) -> tf.data.Dataset:
-  """Serialized examples -> `OrderedDict(label, pixels)`, as TFF parses them."""
-
-  def parse(serialized):
-    # The label range is checked, not parsed: any class count parses alike.
-    parsed = tff_sqlite.parse_examples(serialized, features(62))
-    return collections.OrderedDict(label=tf.cast(parsed['label'], tf.int32),
-                                   pixels=parsed['pixels'])
-
-  return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset.map(_parse_serialized, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _examples(dataset: tf.data.Dataset) -> tf.data.Dataset:
-  return dataset.map(lambda e: collections.OrderedDict(
-      x=tf.expand_dims(tf.cast(e['pixels'], tf.float32), -1),
-      y=tf.cast(e['label'], tf.int32)))
+  return dataset.map(_to_example)
+
+
+def parse_batch(serialized: tf.Tensor) -> collections.OrderedDict:
+  """A vector of serialized rows -> the batch of their examples."""
+  return _to_example(_parse_serialized(serialized))
 
 
 def _synthetic_raw(num_classes: int, seed: int, num_clients: int = 8,
@@ -69,13 +79,15 @@ def _synthetic_raw(num_classes: int, seed: int, num_clients: int = 8,
 def load(name: str, num_classes: int, *, data_dir: Optional[str] = None,
          use_synthetic_data: bool = False,
          seed: int = 0) -> federated_dataset.FederatedDataset:
-  """Loads `emnist` or `emnist10` from `data_dir/emnist_all.sqlite`.
+  """Loads `emnist` or `emnist10` from `emnist_all.sqlite`.
+
+  The file is read from `data_dir`, else from TFF's cache (`~/.tff`).
 
   Raises:
-    DatasetError: If `data_dir` is unset or its file is missing, unreadable
-      or not TFF's EMNIST file.
+    DatasetError: If the file is missing, unreadable or not TFF's EMNIST
+      file.
   """
-  source = None
+  source = origin = None
   if use_synthetic_data:
     train, test = _synthetic_raw(num_classes, seed)
   else:
@@ -84,11 +96,13 @@ def load(name: str, num_classes: int, *, data_dir: Optional[str] = None,
         name, data_dir, FILE_NAME, SPLITS[num_classes], task_features)
     tff_sqlite.check_has_clients(raw_train, raw_train.path)
     source = tff_sqlite.SqliteSource(
-        raw_train.path, {'train': raw_train, 'test': raw_test}, task_features)
+        raw_train.path, {'train': raw_train, 'test': raw_test}, task_features,
+        parse_batch=parse_batch)
+    origin = tff_sqlite.file_origin(name, raw_train.path)
     train, test = raw_train.preprocess(_parse), raw_test.preprocess(_parse)
   train, test = train.preprocess(_examples), test.preprocess(_examples)
   return federated_dataset.FederatedDataset(name, train, test, num_classes,
-                                            source=source)
+                                            source=source, origin=origin)
 
 
 def _task(name: str, num_classes: int, summary: str) -> federated_dataset.Task:

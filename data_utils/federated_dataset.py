@@ -34,6 +34,10 @@ class FederatedDataset:
       in bulk and name what is wrong with an example. None otherwise.
     dropped: `{client_id: reason}` of the clients `client_checks` left out
       for unusable data (runs write it to `dropped_clients.json`).
+    origin: A JSON-serializable record of what was read (files with their
+      SHA-256, package versions, the recipe's version of a built file), so
+      that a run says which source its data came from (runs write it to
+      `data_source.json`); None for data that needs no file.
   """
   name: str
   train: tff.simulation.datasets.ClientData
@@ -42,6 +46,7 @@ class FederatedDataset:
   partition: Optional[Dict[str, Any]] = None
   source: Optional[Any] = None
   dropped: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  origin: Optional[Dict[str, Any]] = None
 
   @property
   def client_ids(self) -> List[str]:

@@ -3,14 +3,17 @@
 `per_fedavg_label_partition` is the split of Fallah et al. (2020), section 5:
 half of the users hold examples of the classes 0-4 only, and each of the
 others holds examples of one class from 0-4 and one from 5-9; each user's
-test examples follow its training distribution.
+test examples follow its training distribution. `per_fedavg_users` applies
+it to arrays, keyed by the users' ids.
 """
 
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 ClientIndices = Tuple[np.ndarray, np.ndarray]  # (train indices, test indices)
+# {client id: (examples, labels)} of one split.
+UserArrays = Dict[str, Tuple[np.ndarray, np.ndarray]]
 
 
 def per_fedavg_classes_held(client: int, num_clients: int) -> Tuple[int, ...]:
@@ -83,3 +86,33 @@ def per_fedavg_label_partition(labels: Sequence[int], *, num_clients: int,
     partition.append((rng.permutation(np.concatenate(train)),
                       np.concatenate(test)))
   return partition
+
+
+def per_fedavg_users(examples: np.ndarray, labels: np.ndarray, *,
+                     num_clients: int, test_fraction: float,
+                     rng: np.random.Generator
+                    ) -> Tuple[UserArrays, UserArrays]:
+  """`per_fedavg_label_partition` of arrays, keyed 'user_000', 'user_001', ...
+
+  Args:
+    examples: One row per example, in any dtype (rows are only indexed).
+    labels: Class ids 0-9, one per example.
+    num_clients: Number of users; even and at least 2.
+    test_fraction: Fraction of each user's examples, per class, held out.
+    rng: The generator of the shuffles.
+
+  Returns:
+    `(train, test)`: dicts from client id `user_{client:03d}` (users in
+    order) to `(examples[indices], labels[indices])`.
+
+  Raises:
+    ValueError: As `per_fedavg_label_partition`.
+  """
+  partition = per_fedavg_label_partition(
+      labels, num_clients=num_clients, test_fraction=test_fraction, rng=rng)
+  train, test = {}, {}
+  for client, (train_idx, test_idx) in enumerate(partition):
+    client_id = f'user_{client:03d}'
+    train[client_id] = (examples[train_idx], labels[train_idx])
+    test[client_id] = (examples[test_idx], labels[test_idx])
+  return train, test

@@ -7,12 +7,13 @@ The model is TFF's Shakespeare character LSTM, padding masked.
 """
 
 import collections
-from typing import Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from data_utils import data_dirs
 from data_utils import federated_dataset
 from data_utils import tff_sqlite
 from tff_perfed import models
@@ -124,39 +125,97 @@ def _synthetic_raw(seed: int, num_clients: int = 8,
   return splits
 
 
-def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
-         seed: int = 0) -> federated_dataset.FederatedDataset:
-  """Loads Shakespeare from `data_dir/shakespeare.sqlite`.
+def _dataset(name: str, train: tff.simulation.datasets.ClientData,
+             test: tff.simulation.datasets.ClientData, *,
+             source: Optional[tff_sqlite.SqliteSource] = None,
+             origin: Optional[Dict[str, Any]] = None
+            ) -> federated_dataset.FederatedDataset:
+  """Raw snippets (parsed) -> the task's next-character dataset."""
+  return federated_dataset.FederatedDataset(
+      name, train.preprocess(_examples), test.preprocess(_examples),
+      SHAKESPEARE_VOCAB_SIZE, source=source, origin=origin)
+
+
+def synthetic(name: str, seed: int) -> federated_dataset.FederatedDataset:
+  """Random snippets of the task's vocabulary, as dataset `name`."""
+  train, test = _synthetic_raw(seed)
+  return _dataset(name, train, test)
+
+
+def load_file(path: str, name: str, *,
+              origin: Optional[Dict[str, Any]] = None
+             ) -> federated_dataset.FederatedDataset:
+  """Reads a file in the schema of TFF's `shakespeare.sqlite` at `path`.
+
+  The path every Shakespeare-schema file takes: TFF's own and the ones
+  built here (`data_utils.shakespeare_plays`).
+
+  Args:
+    path: The file; its splits 'train' and 'test' hold `snippets`.
+    name: The dataset's name, for messages and the `FederatedDataset`.
+    origin: The `FederatedDataset.origin` record, if any.
+
+  Returns:
+    The next-character dataset, read through `tff_sqlite.SqliteSource`.
 
   Raises:
-    DatasetError: If `data_dir` is unset or its file is missing, unreadable
-      or not TFF's Shakespeare file.
+    DatasetError: If the file is unreadable, not a TFF dataset file, or
+      lacks a split, the `snippets` feature or clients.
   """
-  source = None
+  raw_train, raw_test = tff_sqlite.open_splits(path, name, ('train', 'test'),
+                                               FEATURES)
+  tff_sqlite.check_has_clients(raw_train, raw_train.path)
+  source = tff_sqlite.SqliteSource(
+      raw_train.path, {'train': raw_train, 'test': raw_test}, FEATURES)
+  return _dataset(name, raw_train.preprocess(_parse),
+                  raw_test.preprocess(_parse), source=source, origin=origin)
+
+
+def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
+         seed: int = 0) -> federated_dataset.FederatedDataset:
+  """Loads TFF's `shakespeare.sqlite` from `data_dir`, else TFF's cache.
+
+  Raises:
+    DatasetError: If the file is missing, unreadable or not TFF's
+      Shakespeare file.
+  """
   if use_synthetic_data:
-    train, test = _synthetic_raw(seed)
-  else:
-    raw_train, raw_test = tff_sqlite.load_split(
-        'shakespeare', data_dir, FILE_NAME, ('train', 'test'), FEATURES)
-    tff_sqlite.check_has_clients(raw_train, raw_train.path)
-    source = tff_sqlite.SqliteSource(
-        raw_train.path, {'train': raw_train, 'test': raw_test}, FEATURES)
-    train, test = raw_train.preprocess(_parse), raw_test.preprocess(_parse)
-  train, test = train.preprocess(_examples), test.preprocess(_examples)
-  return federated_dataset.FederatedDataset('shakespeare', train, test,
-                                            SHAKESPEARE_VOCAB_SIZE,
-                                            source=source)
+    return synthetic('shakespeare', seed)
+  path = data_dirs.find_tff_file('shakespeare', FILE_NAME, data_dir,
+                                 tff_sqlite.how_to_get(FILE_NAME))
+  return load_file(path, 'shakespeare',
+                   origin=tff_sqlite.file_origin('shakespeare', path))
 
 
-TASK = federated_dataset.Task(
-    name='shakespeare',
-    summary='Federated Shakespeare, next character; TFF\'s character LSTM.',
-    load=load,
-    build_model=lambda seed: models.build_char_lstm(
-        vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed),
-    num_classes=SHAKESPEARE_VOCAB_SIZE,
-    data_file=FILE_NAME,
-    text_reserved_tokens=(models.PAD_TOKEN, SHAKESPEARE_OOV, SHAKESPEARE_BOS,
-                          SHAKESPEARE_EOS),
-    build_split_model=lambda seed: models.build_char_lstm_split(
-        vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed))
+def make_task(name: str, summary: str,
+              load_fn: Callable[..., federated_dataset.FederatedDataset],
+              data_file: str) -> federated_dataset.Task:
+  """A task of Shakespeare's model, classes and reserved tokens.
+
+  Args:
+    name: The task's name (`--dataset`).
+    summary: One line for help texts.
+    load_fn: The task's `load(*, data_dir, use_synthetic_data, seed)`.
+    data_file: The file `load_fn` reads.
+
+  Returns:
+    The task, with TFF's character LSTM and its split model.
+  """
+  return federated_dataset.Task(
+      name=name,
+      summary=summary,
+      load=load_fn,
+      build_model=lambda seed: models.build_char_lstm(
+          vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed),
+      num_classes=SHAKESPEARE_VOCAB_SIZE,
+      data_file=data_file,
+      text_reserved_tokens=(models.PAD_TOKEN, SHAKESPEARE_OOV,
+                            SHAKESPEARE_BOS, SHAKESPEARE_EOS),
+      build_split_model=lambda seed: models.build_char_lstm_split(
+          vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed))
+
+
+TASK = make_task(
+    'shakespeare',
+    'Federated Shakespeare, next character; TFF\'s character LSTM.', load,
+    FILE_NAME)

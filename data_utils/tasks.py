@@ -11,7 +11,9 @@ from data_utils import cifar100
 from data_utils import digits
 from data_utils import emnist
 from data_utils import federated_dataset
+from data_utils import mnist
 from data_utils import shakespeare
+from data_utils import shakespeare_plays
 from tff_perfed import validation
 
 
@@ -22,9 +24,12 @@ def _registry(*tasks: federated_dataset.Task
 
 TASKS: Mapping[str, federated_dataset.Task] = _registry(
     digits.TASK,
+    mnist.MNIST_5K_TASK,
+    mnist.MNIST_TASK,
     emnist.EMNIST_TASK,
     emnist.EMNIST10_TASK,
     shakespeare.TASK,
+    shakespeare_plays.TASK,
     cifar100.TASK,
 )
 

@@ -11,9 +11,9 @@ from tff_perfed import validation
 
 def test_unknown_dataset_fails_listing_the_known_ones():
   with pytest.raises(validation.ArgumentValueError) as error:
-    tasks.get('mnist')
+    tasks.get('mnist_fashion')
   message = str(error.value)
-  assert "'mnist'" in message
+  assert "'mnist_fashion'" in message
   for name in tasks.names():
     assert name in message
 

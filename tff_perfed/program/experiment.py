@@ -17,7 +17,10 @@ managers, and writes the run's files to `config.output_dir`:
 * `dropped_clients.json`: `{client_id: reason}` of the clients left out
   for unusable data (`data_utils.client_checks`), when there are any;
 * `partition.json`: with `diversity_zeta`, how the scenario made the
-  clients (`data_utils.diversity`).
+  clients (`data_utils.diversity`);
+* `data_source.json`: which source the data was read from (the file, its
+  digest or size, the package and recipe versions: `FederatedDataset.
+  origin`), for datasets read from a file.
 
 Everything that can be checked before training is checked before
 `output_dir` is touched (beyond taking its lock), so bad input never damages
@@ -167,11 +170,11 @@ def load_dataset(config: RunConfig) -> federated_dataset.FederatedDataset:
       dataset, task, strict=config.strict_data).dataset
   scenario = config.diversity_scenario()
   if scenario is not None:
-    dropped = dataset.dropped
+    dropped, origin = dataset.dropped, dataset.origin
     dataset, description = diversity.build_diversity_dataset(
         dataset, task, scenario, seed=partition_seed)
     dataset = dataclasses.replace(dataset, partition=description,
-                                  dropped=dropped)
+                                  dropped=dropped, origin=origin)
   if config.clients_per_round > len(dataset.client_ids):
     dropped = (f' ({len(dataset.dropped)} more were dropped for unusable '
                'data)' if dataset.dropped else '')
@@ -286,6 +289,9 @@ def _run_locked(config: RunConfig,
   if dataset.partition is not None:
     outputs.write_json(os.path.join(output_dir, outputs.PARTITION_FILE),
                        dataset.partition)
+  if dataset.origin is not None:
+    outputs.write_json(os.path.join(output_dir, outputs.DATA_SOURCE_FILE),
+                       dataset.origin)
 
   task = tasks.get(config.dataset)
   algorithm = registry.get(config.algorithm)
