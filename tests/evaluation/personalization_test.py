@@ -114,6 +114,36 @@ def test_scores_are_the_mean_over_independent_adaptation_draws():
   assert not np.allclose(per_draw[0]['loss'], per_draw[1]['loss'])
 
 
+def test_test_split_is_read_once_however_many_steps_and_draws_score_it():
+  steps, draws = 3, 2
+  model = _softmax_regression()
+  weights = learning_utils.build_initial_weights_computation(model)()
+  rng = np.random.default_rng(2)
+  train_x, train_y = rng.normal(size=(24, DIM)), rng.integers(0, CLASSES, 24)
+  test_x, test_y = rng.normal(size=(9, DIM)), rng.integers(0, CLASSES, 9)
+  reads = []
+  test = tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+      x=test_x.astype(np.float32), y=test_y.astype(np.int32)))
+  # Each element's x and y call Python once per time they are produced.
+  counted_test = test.map(
+      lambda e: tf.nest.map_structure(
+          lambda t: t + tf.cast(tf.py_function(
+              lambda: reads.append(1) or 0, [], tf.int32), t.dtype) * 0, e)
+  ).batch(5)
+  personalize_and_score = personalization.build_personalize_and_score(
+      model, personalization_steps=steps, learning_rate=0.5,
+      adaptation_draws=draws)
+  trainable, non_trainable = weights.trainable, weights.non_trainable
+  cached = personalize_and_score((trainable, non_trainable),
+                                 _dataset(train_x, train_y, 4), counted_test)
+  # One read per test example (x and y each), not (K * R + 1) of them.
+  assert len(reads) == 2 * 9
+  plain = personalize_and_score((trainable, non_trainable),
+                                _dataset(train_x, train_y, 4), test.batch(5))
+  for name in ('accuracy', 'loss', 'num_test_examples'):
+    np.testing.assert_array_equal(cached[name], plain[name])
+
+
 def test_per_client_rows_name_every_metric_and_step():
   rows = personalization.per_client_metrics([
       {'accuracy': np.array([0.5, 0.75]), 'loss': np.array([1.0, 0.5]),

@@ -22,7 +22,7 @@ def test_defaults_are_valid_and_resolve_the_batch_sizes():
 
 @pytest.mark.parametrize('settings,argument', [
     (dict(algorithm='fedprox'), 'algorithm'),
-    (dict(dataset='mnist'), 'dataset'),
+    (dict(dataset='mnist_fashion'), 'dataset'),
     (dict(rounds=0), 'rounds'),
     (dict(rounds=2.5), 'rounds'),
     (dict(clients_per_round=True), 'clients_per_round'),

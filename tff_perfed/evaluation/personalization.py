@@ -110,15 +110,68 @@ def score(model: tff.learning.models.FunctionalModel, weights,
   """
   state = model.initialize_metrics_state()
   for batch in iter(test_batches):
-    state = model.update_metrics_state(
-        state,
-        labels=batch['y'],
-        batch_output=tff.learning.models.BatchOutput(
-            predictions=model.predict_on_batch(
-                (weights, non_trainable), batch['x'], training=False)))
+    state = _update_metrics(model, state, weights, non_trainable, batch)
+  return _finalized(model, state)
+
+
+def _update_metrics(model, state, weights, non_trainable, batch):
+  return model.update_metrics_state(
+      state,
+      labels=batch['y'],
+      batch_output=tff.learning.models.BatchOutput(
+          predictions=model.predict_on_batch(
+              (weights, non_trainable), batch['x'], training=False)))
+
+
+def _finalized(model, state) -> collections.OrderedDict:
   return collections.OrderedDict(
       (name, tf.cast(value, tf.float32))
       for name, value in model.finalize_metrics(state).items())
+
+
+class StoredBatches:
+  """A dataset's batches held in memory (`store_batches`), read by index."""
+
+  def __init__(self, count: tf.Tensor, arrays):
+    self.count, self._arrays = count, arrays
+
+  def __getitem__(self, index):
+    return tf.nest.map_structure(lambda a: a.read(index), self._arrays)
+
+
+def store_batches(batches: tf.data.Dataset) -> StoredBatches:
+  """Reads `batches` once into memory, to be replayed in graph.
+
+  A client's test split is scored K * R + 1 times; reading it each time
+  would parse it again from its source (a SQLite file, a Python generator,
+  an augmentation). `Dataset.cache()` does not help: iterators made by
+  `iter()` inside a `tf.function` do not share its cache. Call it inside
+  the `tf.function` that reads the result (a function, not a constructor,
+  so that autograph turns its loop into a `tf.while_loop`).
+  """
+  arrays = tf.nest.map_structure(
+      lambda spec: tf.TensorArray(
+          spec.dtype, size=0, dynamic_size=True, infer_shape=False,
+          clear_after_read=False, element_shape=spec.shape),
+      batches.element_spec)
+  count = tf.constant(0)
+  for batch in iter(batches):
+    arrays = tf.nest.map_structure(
+        lambda a, t: a.write(count, t),  # pylint: disable=cell-var-from-loop
+        arrays, batch)
+    count += 1
+  return StoredBatches(count, arrays)
+
+
+def score_stored(model: tff.learning.models.FunctionalModel, weights,
+                 non_trainable, stored: StoredBatches
+                ) -> collections.OrderedDict:
+  """`score` on batches read once before (`store_batches`)."""
+  state = model.initialize_metrics_state()
+  for index in tf.range(stored.count):
+    state = _update_metrics(model, state, weights, non_trainable,
+                            stored[index])
+  return _finalized(model, state)
 
 
 def undefined_without_examples(scores: Mapping[str, tf.Tensor],
@@ -184,7 +237,8 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
   then scores NaN at every k. Draw r adapts on train batches
   r*K .. r*K + K - 1 and entries k >= 1 are means over the R draws (entry 0,
   the unadapted model, is scored once). If a draw's batches run out, its
-  remaining steps keep its last weights.
+  remaining steps keep its last weights. The test batches are read once
+  and kept in memory (`StoredBatches`).
   """
   names = finalized_metric_names(model)
   steps, draws = personalization_steps, adaptation_draws
@@ -194,7 +248,8 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
     initial, non_trainable = initial_weights
     initial = tuple(initial)
     loss_fn = learning_utils.batch_loss_fn(model, non_trainable)
-    unadapted = score(model, initial, non_trainable, test_batches)
+    test_batches = store_batches(test_batches)  # Scored K * R + 1 times.
+    unadapted = score_stored(model, initial, non_trainable, test_batches)
     adapted = [[] for _ in range(steps)]  # adapted[k - 1]: one per draw.
     # One iterator read in order: with one per draw, which draw got which
     # reshuffle of the batches would depend on the order in which TF happened
@@ -208,7 +263,8 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
           gradient = meta_gradients.loss_gradient(loss_fn, weights,
                                                   batch.get_value())
           weights = meta_gradients.sgd_step(weights, gradient, learning_rate)
-        adapted[k].append(score(model, weights, non_trainable, test_batches))
+        adapted[k].append(
+            score_stored(model, weights, non_trainable, test_batches))
     scores = [unadapted] + [
         tf.nest.map_structure(lambda *v: tf.add_n(v) / len(v), *per_draw)
         for per_draw in adapted

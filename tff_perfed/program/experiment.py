@@ -40,7 +40,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 
@@ -63,6 +63,9 @@ from tff_perfed.program import training_loop
 
 RunConfig = run_config_lib.RunConfig
 SeedKind = run_config_lib.SeedKind
+
+# Clients per call of the personalized evaluation (see `_run_locked`).
+EVAL_CLIENTS_PER_CALL = 200
 
 # Shown next to the progress bar.
 _PROGRESS_METRICS = ('train/loss', 'train/accuracy',
@@ -264,6 +267,74 @@ def _metrics_release_manager(
     return open_manager()
 
 
+def training_data(config: RunConfig,
+                  dataset: federated_dataset.FederatedDataset
+                 ) -> Callable[[int], List[Any]]:
+  """`round_num -> datasets` of the clients sampled for that round."""
+  sampling_seed = config.seed_for(SeedKind.SAMPLING)
+  shuffle_seed = config.seed_for(SeedKind.SHUFFLE)
+  batch_sizes = config.batch_sizes()
+
+  def training_data_fn(round_num):
+    sampled = client_datasets.sample_clients(
+        dataset.client_ids, config.clients_per_round, round_num,
+        sampling_seed)
+    return client_datasets.training_datasets(
+        dataset.train, sampled, batch_sizes=batch_sizes,
+        local_steps=config.local_steps, round_num=round_num,
+        seed=shuffle_seed)
+
+  return training_data_fn
+
+
+def personalized_evaluation(
+    config: RunConfig, dataset: federated_dataset.FederatedDataset
+) -> Tuple[List[str], Callable[[Any], List[Dict[str, float]]]]:
+  """The run's evaluated clients and `model_weights -> rows`, one per client.
+
+  The rows are `personalization.per_client_metrics`'s, in the order of the
+  ids. Clients are evaluated `EVAL_CLIENTS_PER_CALL` at a time, their
+  datasets made for the call: one call over all of EMNIST's 3,400 writers
+  would hold every client's pipelines and results at once. A single
+  chunk's datasets are made once for the whole run. The scores do not
+  depend on the chunking (each client's batches derive from its id).
+  """
+  task = tasks.get(config.dataset)
+  algorithm = registry.get(config.algorithm)
+  evaluation_params = config.personalization_params()
+  evaluate = personalization.build_personalization_eval(
+      algorithm.evaluation_model(model_builder(config)()),
+      personalization_steps=evaluation_params.personalization_steps,
+      learning_rate=evaluation_params.learning_rate,
+      adaptation_draws=evaluation_params.adaptation_draws)
+  evaluation_seed = config.seed_for(SeedKind.EVALUATION)
+  eval_ids = list(dataset.client_ids)
+  if 0 < config.num_eval_clients < len(eval_ids):
+    eval_ids = client_datasets.sample_clients(
+        eval_ids, config.num_eval_clients, round_num=0, seed=evaluation_seed)
+
+  def eval_datasets(chunk_ids):
+    return client_datasets.personalization_datasets(
+        dataset.train, dataset.test, chunk_ids,
+        batch_size=config.batch_size,
+        num_adaptation_batches=(config.personalization_steps *
+                                config.adaptation_draws),
+        test_batch_size=task.eval_batch_size, seed=evaluation_seed)
+
+  chunks = [eval_ids[i:i + EVAL_CLIENTS_PER_CALL]
+            for i in range(0, len(eval_ids), EVAL_CLIENTS_PER_CALL)]
+  kept_datasets = eval_datasets(chunks[0]) if len(chunks) == 1 else None
+
+  def evaluate_clients(model_weights):
+    results = []
+    for chunk_ids in chunks:
+      train, test = kept_datasets or eval_datasets(chunk_ids)
+      results.extend(evaluate(model_weights, train, test))
+    return personalization.per_client_metrics(results)
+
+  return eval_ids, evaluate_clients
+
+
 def _run_locked(config: RunConfig,
                 dataset: federated_dataset.FederatedDataset,
                 show_progress: bool) -> RunResult:
@@ -293,50 +364,16 @@ def _run_locked(config: RunConfig,
     outputs.write_json(os.path.join(output_dir, outputs.DATA_SOURCE_FILE),
                        dataset.origin)
 
-  task = tasks.get(config.dataset)
   algorithm = registry.get(config.algorithm)
   model_fn = model_builder(config)
   process = algorithm.build_process(model_fn, config.algorithm_params())
-  evaluation_params = config.personalization_params()
-  evaluate = personalization.build_personalization_eval(
-      algorithm.evaluation_model(model_fn()),
-      personalization_steps=evaluation_params.personalization_steps,
-      learning_rate=evaluation_params.learning_rate,
-      adaptation_draws=evaluation_params.adaptation_draws)
-
-  client_ids = dataset.client_ids
-  evaluation_seed = config.seed_for(SeedKind.EVALUATION)
-  eval_ids = client_ids
-  if 0 < config.num_eval_clients < len(client_ids):
-    eval_ids = client_datasets.sample_clients(
-        client_ids, config.num_eval_clients, round_num=0, seed=evaluation_seed)
-  eval_train, eval_test = client_datasets.personalization_datasets(
-      dataset.train,
-      dataset.test,
-      eval_ids,
-      batch_size=config.batch_size,
-      num_adaptation_batches=(config.personalization_steps *
-                              config.adaptation_draws),
-      test_batch_size=task.eval_batch_size,
-      seed=evaluation_seed)
-
-  sampling_seed = config.seed_for(SeedKind.SAMPLING)
-  shuffle_seed = config.seed_for(SeedKind.SHUFFLE)
-  batch_sizes = config.batch_sizes()
-
-  def training_data_fn(round_num):
-    sampled = client_datasets.sample_clients(
-        client_ids, config.clients_per_round, round_num, sampling_seed)
-    return client_datasets.training_datasets(
-        dataset.train, sampled, batch_sizes=batch_sizes,
-        local_steps=config.local_steps, round_num=round_num,
-        seed=shuffle_seed)
+  eval_ids, evaluate_clients = personalized_evaluation(config, dataset)
+  training_data_fn = training_data(config, dataset)
 
   last_evaluation = {}
 
   def evaluate_fn(model_weights, round_num):
-    rows = personalization.per_client_metrics(
-        evaluate(model_weights, eval_train, eval_test))
+    rows = evaluate_clients(model_weights)
     summary = summaries.summarize(rows)
     left_out = summaries.exclusion_message(eval_ids, rows)
     if left_out:

@@ -60,7 +60,8 @@ class RunConfig:
   Attributes:
     algorithm: A name in `tff_perfed.algorithms.registry`.
     dataset: A name in `data_utils.tasks`.
-    data_dir: Directory with the dataset's file, if it needs one.
+    data_dir: Directory with the dataset's file, if it needs one; None:
+      the dataset's default place (TFF's or Keras's cache, this package's).
     use_synthetic_data: Random data of the dataset's structure.
     rounds: Total training rounds (a rerun with more rounds resumes).
     clients_per_round: Clients sampled per round, without replacement.

@@ -61,6 +61,7 @@ from tensorflow_federated.python.core.impl.executors import executor_value_base
 from tensorflow_federated.python.core.impl.utils import tensorflow_utils
 
 from tff_perfed import validation
+from tff_perfed.runtime import dataset_options
 from tff_perfed.runtime import tensorflow_graphs
 
 Env = Dict[str, Any]
@@ -528,6 +529,10 @@ class _Runtime:
     several calls (the evaluation's adaptation batches) reshuffles the same
     way each time. This runtime passes a dataset as is the first time it
     sees it, and later a copy rebuilt as the worker would (`fresh_copy`).
+
+    Every dataset iterates with the package's pipeline options unless it
+    sets them itself (`dataset_options`): a user's own pipelines then cost
+    no more per client than the package's.
     """
     if not isinstance(value, tf.data.Dataset):
       return tensorflow_utils.make_data_set_from_elements(
@@ -536,7 +541,8 @@ class _Runtime:
       first_use = value not in self._seen_datasets
       if first_use:
         self._seen_datasets.add(value)
-    return value if first_use else fresh_copy(value)
+    dataset = value if first_use else fresh_copy(value)
+    return dataset_options.with_pipeline_options(dataset)
 
   def tensorflow_function(self, block) -> _TensorFlowFunction:
     key = block.proto.SerializeToString(deterministic=True)
