@@ -175,6 +175,9 @@ def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
     raw = serialized.preprocess(_parse)
     origin = tff_sqlite.file_origin('cifar100', serialized.path)
   train, test = split_clients(raw, seed)
+  if source is not None:
+    train = tff_sqlite.TracedClientData(train)
+    test = tff_sqlite.TracedClientData(test)
   return federated_dataset.FederatedDataset('cifar100', train, test,
                                             NUM_CLASSES, source=source,
                                             origin=origin)

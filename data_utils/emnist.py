@@ -101,6 +101,9 @@ def load(name: str, num_classes: int, *, data_dir: Optional[str] = None,
     origin = tff_sqlite.file_origin(name, raw_train.path)
     train, test = raw_train.preprocess(_parse), raw_test.preprocess(_parse)
   train, test = train.preprocess(_examples), test.preprocess(_examples)
+  if source is not None:
+    train = tff_sqlite.TracedClientData(train)
+    test = tff_sqlite.TracedClientData(test)
   return federated_dataset.FederatedDataset(name, train, test, num_classes,
                                             source=source, origin=origin)
 

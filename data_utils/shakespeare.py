@@ -131,9 +131,12 @@ def _dataset(name: str, train: tff.simulation.datasets.ClientData,
              origin: Optional[Dict[str, Any]] = None
             ) -> federated_dataset.FederatedDataset:
   """Raw snippets (parsed) -> the task's next-character dataset."""
+  train, test = train.preprocess(_examples), test.preprocess(_examples)
+  if source is not None:
+    train = tff_sqlite.TracedClientData(train)
+    test = tff_sqlite.TracedClientData(test)
   return federated_dataset.FederatedDataset(
-      name, train.preprocess(_examples), test.preprocess(_examples),
-      SHAKESPEARE_VOCAB_SIZE, source=source, origin=origin)
+      name, train, test, SHAKESPEARE_VOCAB_SIZE, source=source, origin=origin)
 
 
 def synthetic(name: str, seed: int) -> federated_dataset.FederatedDataset:

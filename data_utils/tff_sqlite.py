@@ -575,6 +575,45 @@ def write_file(path: str, rows: Iterable[Tuple[str, str, bytes]], *,
       os.remove(temporary)
 
 
+class TracedClientData(ClientData):
+  """`data`, each client's dataset made by one function traced once.
+
+  Making a dataset eagerly traces its `map` functions and adds them to the
+  eager context's function library, which TensorFlow never frees: on
+  CIFAR-100 about 0.5 MB every time a client's dataset is made, that is
+  for every sampled client of every round and every evaluated client of
+  every evaluation (measured: +270 MiB per 500 clients' test datasets, and
+  0 through this class). Here `serializable_dataset_fn` is traced once, as
+  a `tf.function` of the client id, and each client's dataset is a call of
+  it: the same examples in the same order, and nothing added per client.
+  """
+
+  def __init__(self, data: ClientData):
+    self._data = data
+    self._client_id_set = frozenset(data.client_ids)
+    self._make = tf.function(
+        data.serializable_dataset_fn,
+        input_signature=[tf.TensorSpec([], tf.string)])
+
+  @property
+  def client_ids(self) -> List[str]:
+    return self._data.client_ids
+
+  @property
+  def serializable_dataset_fn(self):
+    return self._data.serializable_dataset_fn
+
+  @property
+  def element_type_structure(self):
+    return self._data.element_type_structure
+
+  def create_tf_dataset_for_client(self, client_id: str) -> tf.data.Dataset:
+    if client_id not in self._client_id_set:
+      # The wrapped data's own error.
+      return self._data.create_tf_dataset_for_client(client_id)
+    return self._make(tf.constant(client_id))
+
+
 def read_build_info(path: str) -> Optional[Dict[str, str]]:
   """The `build_info` `write_file` stored in `path`, or None.
 

@@ -20,6 +20,8 @@ from the moment the parent started it:
   `round_repeats`; making the round's datasets included);
 * one evaluation of every client with the run's K = 5 (`num_eval_clients=0`).
 
+and the child's resident memory after each stage (`rss_after_mib`).
+
 The parent samples the resident memory of the child and of every process
 below it every 0.1 s and keeps the peak (also the child's own `ru_maxrss`).
 One child per dataset measures all stages without the diversity scenario,
@@ -50,6 +52,8 @@ from tff_perfed.program import memory_probe
 
 DATASETS = ('emnist', 'cifar100', 'shakespeare_plays')
 ROUND_CLIENTS = (10, 50, 100)
+USER_PIPELINE_KINDS = ('plain', 'plain_with_options', 'plain_with_tf_defaults',
+                       'package')
 DIVERSITY_ZETA = 0.5
 _POLL_SECONDS = 0.1
 _STDERR_TAIL_LINES = 20
@@ -111,6 +115,7 @@ def _run_child(spec: ChildSpec) -> Dict[str, Any]:
   state = process.initialize()
   data = experiment.training_data(config, dataset)(1)
   result['ready'] = _since(spec)
+  rss = {'ready': memory_probe.rss_mib(os.getpid())}
   start = time.perf_counter()
   state = process.next(state, data).state
   result['first_round_seconds'] = time.perf_counter() - start
@@ -125,6 +130,7 @@ def _run_child(spec: ChildSpec) -> Dict[str, Any]:
       if round_num > 2:  # The first is a warm-up.
         times.append(time.perf_counter() - start)
     rounds[str(clients)] = statistics.median(times)
+    rss[f'rounds of {clients}'] = memory_probe.rss_mib(os.getpid())
   result['round_seconds'] = rounds
   if spec.evaluate_all:
     eval_ids, evaluate_clients = experiment.personalized_evaluation(
@@ -134,6 +140,8 @@ def _run_child(spec: ChildSpec) -> Dict[str, Any]:
     result['evaluation_seconds'] = time.perf_counter() - start
     result['evaluated_clients'] = len(eval_ids)
     assert len(rows) == len(eval_ids)
+    rss['evaluation'] = memory_probe.rss_mib(os.getpid())
+  result['rss_after_mib'] = rss
   result['peak_own_mib'] = _peak_own_mib()
   return result
 
@@ -348,6 +356,10 @@ def format_dataset_rows(dataset: str, measured: Mapping[str, Any]) -> str:
     seconds, clients = plain['evaluation_seconds'], plain['evaluated_clients']
     lines.append(f'  evaluation of all {clients} clients: {seconds:.0f} s '
                  f'({1e3 * seconds / clients:.0f} ms per client)')
+  if 'rss_after_mib' in plain:
+    lines.append('  resident after: ' + ', '.join(
+        f'{stage} {mib:.0f} MiB'
+        for stage, mib in plain['rss_after_mib'].items()))
   lines.append('  goals: ' + ', '.join(
       f'{name} {"met" if ok else "NOT met"}'
       for name, ok in goals(measured).items()))
@@ -359,7 +371,7 @@ def format_user_pipelines(times: Mapping[str, float]) -> str:
   return ('user pipelines (digits MLP, 10 clients x 4 steps, in_process): '
           + ', '.join(f'{name} {1e3 * times[name]:.1f} ms '
                       f'({times[name] / package:.2f}x)'
-                      for name in times))
+                      for name in USER_PIPELINE_KINDS))
 
 
 def format_report(results: Mapping[str, Any]) -> str:
