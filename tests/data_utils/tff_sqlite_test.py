@@ -185,3 +185,30 @@ def test_example_fault_names_what_is_wrong_in_bulk_and_one_by_one(
   good = tff_files.example_proto(pixels=np.zeros(784, np.float32), label=[2])
   assert tff_sqlite.examples_faults([good, serialized, good], features) == [
       None, fault, None]
+
+
+@pytest.mark.parametrize('dataset', ['emnist', 'shakespeare', 'cifar100'])
+def test_client_datasets_are_made_by_one_traced_function_adding_nothing(
+    tmp_path, dataset):
+  from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
+  writers = dict(emnist=tff_files.write_emnist,
+                 shakespeare=tff_files.write_shakespeare,
+                 cifar100=tff_files.write_cifar100)
+  writers[dataset](str(tmp_path))
+  loaded = tasks.get(dataset).load(data_dir=str(tmp_path), seed=0)
+  traced = loaded.test
+  assert isinstance(traced, tff_sqlite.TracedClientData)
+  for client_id in traced.client_ids:  # The same examples, in order.
+    made = traced.create_tf_dataset_for_client(client_id)
+    reference = traced._data.create_tf_dataset_for_client(client_id)  # pylint: disable=protected-access
+    for a, b in zip(made, reference, strict=True):
+      for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+  functions = len(context.context().list_function_names())
+  for client_id in traced.client_ids * 3:
+    traced.create_tf_dataset_for_client(client_id)
+  # Making them again adds no function to TF's library, which keeps every
+  # function for good.
+  assert len(context.context().list_function_names()) == functions
+  with pytest.raises(ValueError, match='not a client'):
+    traced.create_tf_dataset_for_client('nobody')
