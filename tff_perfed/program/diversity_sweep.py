@@ -44,15 +44,12 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from absl import logging
 import numpy as np
-import tensorflow as tf
 import tensorflow_federated as tff
 
 from data_utils import client_datasets
 from data_utils import tasks
 from tff_perfed import validation
-from tff_perfed.algorithms import registry
 from tff_perfed.evaluation import costs
 from tff_perfed.evaluation import local_models
 from tff_perfed.evaluation import personalization
@@ -111,35 +108,6 @@ class SweepResult:
   """
   rows: List[Dict[str, Any]]
   clients: Dict[str, Dict[str, Dict[str, List[float]]]]
-
-
-def client_costs(config: run_config_lib.RunConfig, dataset
-                ) -> Dict[str, float]:
-  """Bytes per client and round, and FLOPs of a client's round.
-
-  FLOPs: the profiler's count of one local step on a client's batches, times
-  `local_steps`. A model with loops (the character LSTM's `tf.scan`) is
-  counted outside its loop bodies only, with a warning: a lower bound.
-  """
-  algorithm = registry.get(config.algorithm)
-  model_fn = experiment.model_builder(config)
-  params = config.algorithm_params()
-  process = algorithm.build_process(model_fn, params)
-  communication = costs.communication_bytes(process)
-  step, weights = algorithm.local_step(model_fn(), params)
-  weights = tf.nest.map_structure(tf.convert_to_tensor, weights)
-  batches = client_datasets.one_step_batches(
-      dataset.train, dataset.client_ids[0], config.batch_sizes())
-  try:
-    step_flops = costs.flops(step, weights, batches)
-  except ValueError as e:
-    logging.warning('FLOPs of %s on %s counted outside loops only (a lower '
-                    'bound): %s', config.algorithm, config.dataset, e)
-    step_flops = costs.flops(step, weights, batches, ignore_control_flow=True)
-  return dict(
-      bytes_down_per_client_round=communication.down_bytes_per_client,
-      bytes_up_per_client_round=communication.up_bytes_per_client,
-      flops_per_client_round=step_flops * config.local_steps)
 
 
 def build_local_model_eval(config: run_config_lib.RunConfig, steps: int):
@@ -284,7 +252,6 @@ def run_diversity_sweep(base_config: run_config_lib.RunConfig, *,
   os.makedirs(output_dir, exist_ok=True)
   rows = []
   clients = {}  # {arm: {zeta: {'personalized': [...], 'local': [...]}}}
-  arm_costs = {}
   evaluate_local = build_local_model_eval(base_config, local_model_steps)
   for zeta in zetas:
     for seed in seeds:
@@ -301,9 +268,10 @@ def run_diversity_sweep(base_config: run_config_lib.RunConfig, *,
             **arm.settings)
         result = experiment.run_experiment(config, dataset=dataset,
                                            show_progress=show_progress)
-        if arm.name not in arm_costs:
-          arm_costs[arm.name] = client_costs(config, dataset)
-        cost = arm_costs[arm.name]
+        # Every run's summary carries its costs (`experiment.client_costs`).
+        cost = {name: result.summary.get(name) for name in (
+            'bytes_down_per_client_round', 'bytes_up_per_client_round',
+            'flops_per_client_round')}
         rounds_to_target = _rounds_to_target(
             os.path.join(config.output_dir, outputs.METRICS_FILE),
             target_accuracy)

@@ -43,7 +43,7 @@ import tempfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import logging
-
+import tensorflow as tf
 import tensorflow_federated as tff
 
 from data_utils import client_checks
@@ -52,6 +52,7 @@ from data_utils import diversity
 from data_utils import federated_dataset
 from data_utils import tasks
 from tff_perfed.algorithms import registry
+from tff_perfed.evaluation import costs
 from tff_perfed.evaluation import personalization
 from tff_perfed.evaluation import summaries
 from tff_perfed.program import checkpoints
@@ -267,6 +268,48 @@ def _metrics_release_manager(
     return open_manager()
 
 
+def client_costs(config: RunConfig,
+                 dataset: federated_dataset.FederatedDataset,
+                 process: Optional[Any] = None) -> Dict[str, float]:
+  """Bytes per client and round, and FLOPs of a client's round if counted.
+
+  FLOPs: the profiler's count of one local step on a client's batches, times
+  `local_steps`. A model with loops (the character LSTM's `tf.scan`) is
+  counted outside its loop bodies only, with a warning: a lower bound.
+  Bytes: from the TFF type signatures of the round (`process`, built from
+  `config` if not given), as `costs.communication_bytes` counts them.
+  """
+  algorithm = registry.get(config.algorithm)
+  model_fn = model_builder(config)
+  params = config.algorithm_params()
+  if process is None:
+    process = algorithm.build_process(model_fn, params)
+  communication = costs.communication_bytes(process)
+  step, weights = algorithm.local_step(model_fn(), params)
+  weights = tf.nest.map_structure(tf.convert_to_tensor, weights)
+  batches = client_datasets.one_step_batches(
+      dataset.train, dataset.client_ids[0], config.batch_sizes())
+  result = dict(
+      bytes_down_per_client_round=communication.down_bytes_per_client,
+      bytes_up_per_client_round=communication.up_bytes_per_client)
+  try:
+    step_flops = costs.flops(step, weights, batches)
+  except ValueError as e:
+    logging.warning('FLOPs of %s on %s counted outside loops only (a lower '
+                    'bound): %s', config.algorithm, config.dataset, e)
+    try:
+      step_flops = costs.flops(step, weights, batches,
+                               ignore_control_flow=True)
+    except ValueError as e_again:
+      # E.g. AFML's second-order step through the LSTM calls functions the
+      # profiler does not see into: no count rather than a wrong one.
+      logging.warning('FLOPs of %s on %s not counted: %s', config.algorithm,
+                      config.dataset, e_again)
+      return result
+  result['flops_per_client_round'] = step_flops * config.local_steps
+  return result
+
+
 def training_data(config: RunConfig,
                   dataset: federated_dataset.FederatedDataset
                  ) -> Callable[[int], List[Any]]:
@@ -390,10 +433,21 @@ def _run_locked(config: RunConfig,
   with outputs.write_errors_named(tensorboard_dir):
     tensorboard_manager = tff.program.TensorBoardReleaseManager(
         tensorboard_dir)
+  run_costs = client_costs(config, dataset, process)
+  bytes_per_round = config.clients_per_round * (
+      run_costs['bytes_down_per_client_round'] +
+      run_costs['bytes_up_per_client_round'])
+
+  def costs_until(round_num):
+    # Round 0 is the initial model's evaluation: nothing moved yet.
+    return dict(run_costs, bytes_total=round_num * bytes_per_round)
+
   release_managers = [
-      training_loop.WriteGuardedReleaseManager(csv_manager, metrics_path),
-      training_loop.WriteGuardedReleaseManager(tensorboard_manager,
-                                               tensorboard_dir),
+      training_loop.WithRoundMetricsReleaseManager([
+          training_loop.WriteGuardedReleaseManager(csv_manager, metrics_path),
+          training_loop.WriteGuardedReleaseManager(tensorboard_manager,
+                                                   tensorboard_dir),
+      ], costs_until),
   ]
   progress = None
   if show_progress:
@@ -433,6 +487,7 @@ def _run_locked(config: RunConfig,
   plots.plot_run_accuracy(
       metrics_path, os.path.join(output_dir, outputs.ACCURACY_PLOT_FILE),
       config.personalization_steps, f'{config.algorithm} on {config.dataset}')
+  summary = dict(summary, **costs_until(rounds_done))
   outputs.write_json(os.path.join(output_dir, outputs.SUMMARY_FILE), summary)
   return RunResult(summary=summary, client_ids=list(eval_ids),
                    client_rows=rows)

@@ -199,6 +199,24 @@ class FlatMetricsReleaseManager(tff.program.ReleaseManager):
         *[manager.release(flat, key) for manager in self._release_managers])
 
 
+class WithRoundMetricsReleaseManager(tff.program.ReleaseManager):
+  """Adds `round_metrics(round_num)` to each released round's flat metrics.
+
+  For what a run knows without TFF's measurements, such as its costs
+  (bytes and FLOPs per client round, bytes so far).
+  """
+
+  def __init__(self, release_managers: Sequence[tff.program.ReleaseManager],
+               round_metrics: Callable[[int], Mapping[str, float]]):
+    self._release_managers = list(release_managers)
+    self._round_metrics = round_metrics
+
+  async def release(self, value: Mapping[str, Any], key: int) -> None:
+    value = dict(value, **self._round_metrics(key))
+    await asyncio.gather(
+        *[manager.release(value, key) for manager in self._release_managers])
+
+
 class WriteGuardedReleaseManager(tff.program.ReleaseManager):
   """Raises `outputs.OutputWriteError` naming `path` when a release fails."""
 
