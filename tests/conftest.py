@@ -34,3 +34,13 @@ def restore_default_context():
   before = tff.framework.get_context_stack().current
   yield
   tff.framework.set_default_context(before)
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+  """A user with empty caches: ~ and $XDG_CACHE_HOME under tmp_path."""
+  home = tmp_path / 'home'
+  home.mkdir()
+  monkeypatch.setenv('HOME', str(home))
+  monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
+  return home

