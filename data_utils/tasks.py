@@ -30,6 +30,7 @@ TASKS: Mapping[str, federated_dataset.Task] = _registry(
     emnist.EMNIST10_TASK,
     shakespeare.TASK,
     shakespeare_plays.TASK,
+    shakespeare_plays.SMALL_TASK,
     cifar100.TASK,
 )
 

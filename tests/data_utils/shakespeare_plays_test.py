@@ -662,3 +662,40 @@ def test_the_installed_package_is_verified_against_the_manifest(
   with pytest.raises(DatasetError, match=re.escape(relative) + ' ' + problem):
     sp.load(data_dir=str(tmp_path), files=files)
   assert not os.listdir(tmp_path)
+
+
+def test_the_small_task_cuts_the_same_text_into_shorter_examples(tmp_path):
+  long = sp.load(data_dir=str(tmp_path), use_synthetic_data=True, seed=3)
+  small = sp.SMALL_TASK.load(data_dir=str(tmp_path),
+                             use_synthetic_data=True, seed=3)
+  assert small.name == sp.SMALL_NAME
+  client = long.client_ids[0]
+
+  def ids(dataset, length):
+    examples = list(dataset.train.create_tf_dataset_for_client(client))
+    assert all(e['x'].shape == (length,) for e in examples)
+    # x and y are the same text shifted by one character.
+    for e in examples:
+      np.testing.assert_array_equal(e['x'].numpy()[1:], e['y'].numpy()[:-1])
+    # The text: each example's x, and the last label of each chunk.
+    return np.concatenate([np.append(e['x'].numpy(), e['y'].numpy()[-1])
+                           for e in examples])
+
+  def text(values):
+    return values[values != 0]  # Padding ends the last example.
+
+  np.testing.assert_array_equal(text(ids(small, sp.SMALL_SEQUENCE_LENGTH)),
+                                text(ids(long, 80)))
+
+
+def test_the_small_task_model_is_one_lstm_layer_of_64_units():
+  model = sp.SMALL_TASK.build_model(0)
+  shapes = [w.shape for w in model.initial_weights[0]]
+  vocab = shakespeare.SHAKESPEARE_VOCAB_SIZE
+  assert shapes == [(vocab, 8), (8, 256), (64, 256), (256,), (64, vocab),
+                    (vocab,)]
+  # AFML's split model is the same network: the encoder's weights and
+  # the head's logits layer.
+  split = sp.SMALL_TASK.build_split_model(0)
+  assert [w.shape for w in split.encoder.initial_weights][:4] == shapes[:4]
+  assert [w.shape for w in split.head.initial_weights[0]] == shapes[4:]

@@ -166,9 +166,13 @@ def plot_sweep(rows: Sequence[Mapping[str, object]],
   for axis, column, title in (
       (axes[0], 'bytes_total', 'bytes per run (all clients, down + up)'),
       (axes[1], 'flops_per_client_round', 'FLOPs per client and round')):
-    values = [np.mean([float(r[column]) for r in rows
-                       if r['algorithm'] == arm]) for arm in arms]
-    axis.bar([labels.get(arm, arm) for arm in arms], values)
+    # A run whose FLOPs the profiler could not count has none (README).
+    counted = [[float(r[column]) for r in rows if r['algorithm'] == arm and
+                r.get(column) not in (None, '')] for arm in arms]
+    axis.bar([labels.get(arm, arm) for arm in arms],
+             [np.mean(v) if v else 0.0 for v in counted])
+    if not all(counted):
+      title += ' (0: not counted)'
     axis.set_title(title)
     axis.tick_params(axis='x', rotation=20)
   paths.append(os.path.join(output_dir, 'costs.png'))
@@ -206,3 +210,41 @@ def plot_sweep(rows: Sequence[Mapping[str, object]],
   _save(figure, paths[-1])
   plt.close(figure)
   return paths
+
+
+def plot_curve_panels(
+    panels: Mapping[str, Mapping[str, Mapping[int, Sequence[float]]]],
+    png_path: str, *, ylabel: str, columns: int = 2) -> None:
+  """One panel per grid cell; per label, the mean over seeds, min to max.
+
+  Args:
+    panels: `{panel title: {label: {round: [value for each seed]}}}`.
+    png_path: Where the figure goes (written atomically).
+    ylabel: Y axis label of every panel.
+    columns: Panels per row.
+  """
+  plt = _pyplot()
+  rows = max(1, -(-len(panels) // columns))
+  figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns,
+                                                      4 * rows),
+                              squeeze=False)
+  flat = [axis for row in axes for axis in row]
+  for axis, (title, curves) in zip(flat, panels.items()):
+    for label, by_round in curves.items():
+      rounds = sorted(by_round)
+      values = [np.asarray(by_round[r], np.float64) for r in rounds]
+      line, = axis.plot(rounds, [v.mean() for v in values], marker='.',
+                        label=label)
+      axis.fill_between(rounds, [v.min() for v in values],
+                        [v.max() for v in values], color=line.get_color(),
+                        alpha=0.15)
+    axis.set_title(title)
+    axis.set_xlabel('round')
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+  for axis in flat[len(panels):]:
+    axis.set_visible(False)
+  if panels:
+    flat[0].legend(loc='lower right', fontsize='small')
+  _save(figure, png_path)
+  plt.close(figure)
