@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo sweep test benchmark clean
+.PHONY: install demo sweep reproduce test benchmark clean
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ demo: install
 # binaries/configs/sweep.flags.
 sweep: install
 	$(PY) -m binaries.sweep_diversity
+
+# One of the papers' experiments, resumable cell by cell (README, "The
+# papers' experiments"): make reproduce EXPERIMENT=per_fedavg_mnist
+EXPERIMENT ?= per_fedavg_mnist
+reproduce: install
+	$(PY) -m binaries.reproduce --experiment=$(EXPERIMENT)
 
 test: install
 	$(PY) -m pytest -q tests
