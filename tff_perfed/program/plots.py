@@ -56,6 +56,19 @@ def plot_run_accuracy(metrics_csv_path: str, png_path: str,
   plt.close(figure)
 
 
+def _plot_mean_and_band(axis, curves: Mapping[str, Mapping[int, Sequence[
+    float]]], *, first_round: float = 0, alpha: float) -> None:
+  """Per label: the mean over seeds, shaded from min to max."""
+  for label, by_round in curves.items():
+    rounds = sorted(r for r in by_round if r >= first_round)
+    values = [np.asarray(by_round[r], np.float64) for r in rounds]
+    line, = axis.plot(rounds, [v.mean() for v in values], marker='.',
+                      label=label)
+    axis.fill_between(rounds, [v.min() for v in values],
+                      [v.max() for v in values], color=line.get_color(),
+                      alpha=alpha)
+
+
 def plot_seed_curves(curves: Mapping[str, Mapping[int, Sequence[float]]],
                      png_path: str, *, title: str, ylabel: str) -> None:
   """One line per label: the mean over seeds, shaded from min to max.
@@ -73,14 +86,7 @@ def plot_seed_curves(curves: Mapping[str, Mapping[int, Sequence[float]]],
   figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
   last_round = max((max(c) for c in curves.values() if c), default=0)
   for axis, first_round in zip(axes, (0, last_round / 2)):
-    for label, by_round in curves.items():
-      rounds = sorted(r for r in by_round if r >= first_round)
-      values = [np.asarray(by_round[r], np.float64) for r in rounds]
-      line, = axis.plot(rounds, [v.mean() for v in values], marker='.',
-                        label=label)
-      axis.fill_between(rounds, [v.min() for v in values],
-                        [v.max() for v in values], color=line.get_color(),
-                        alpha=0.2)
+    _plot_mean_and_band(axis, curves, first_round=first_round, alpha=0.2)
     axis.set_xlabel('round')
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
@@ -230,14 +236,7 @@ def plot_curve_panels(
                               squeeze=False)
   flat = [axis for row in axes for axis in row]
   for axis, (title, curves) in zip(flat, panels.items()):
-    for label, by_round in curves.items():
-      rounds = sorted(by_round)
-      values = [np.asarray(by_round[r], np.float64) for r in rounds]
-      line, = axis.plot(rounds, [v.mean() for v in values], marker='.',
-                        label=label)
-      axis.fill_between(rounds, [v.min() for v in values],
-                        [v.max() for v in values], color=line.get_color(),
-                        alpha=0.15)
+    _plot_mean_and_band(axis, curves, alpha=0.15)
     axis.set_title(title)
     axis.set_xlabel('round')
     axis.set_ylabel(ylabel)

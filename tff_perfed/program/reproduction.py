@@ -21,6 +21,7 @@ headline number and whether it was trained now or earlier.
 """
 
 import abc
+import csv
 import dataclasses
 import json
 import os
@@ -203,7 +204,6 @@ def write_cells_csv(path: str, cells: Sequence[CellResult]) -> None:
   rows = [dict(c.key, **c.row, seconds=c.seconds) for c in cells]
 
   def write(f):
-    import csv  # pylint: disable=g-import-not-at-top
     writer = csv.DictWriter(f, fieldnames=columns)
     writer.writeheader()
     for row in rows:
