@@ -11,6 +11,7 @@ from scipy import stats
 from tff_perfed.program import experiment
 from tff_perfed.program import reproduction
 from tff_perfed.program import run_config as run_config_lib
+from tff_perfed.program import training_loop
 
 
 def test_claim_interval_is_the_paired_t_interval_of_the_differences():
@@ -65,7 +66,8 @@ class _Grid(reproduction.Experiment):
     return {'row': {'score': result.summary['score']}, 'details': {}}
 
   def summarize(self, cells):
-    return {'mean': float(np.mean([c.row['score'] for c in cells]))}
+    return {'mean': float(np.mean([c.row['score'] for c in cells
+                                   if c.diverged_at_round is None]))}
 
   def plot(self, cells, summary, output_dir):
     return []
@@ -113,6 +115,30 @@ def test_finished_cells_are_never_rerun_and_the_summary_is_the_same(
     assert f.read().splitlines() == ['seed,score,seconds',
                                      f'0,0.0,{first.cells[0].seconds}',
                                      f'1,0.1,{first.cells[1].seconds}']
+
+
+def test_a_diverged_cell_is_recorded_once_and_never_rerun(
+    tmp_path, monkeypatch, fake_runs):
+  run = experiment.run_experiment
+
+  def diverge_on_seed_1(config, **kwargs):
+    if config.seed == 1:
+      fake_runs.append(config.output_dir)
+      raise training_loop.TrainingDivergedError(7, 'all NaN', 5)
+    return run(config, **kwargs)
+
+  monkeypatch.setattr(experiment, 'run_experiment', diverge_on_seed_1)
+  base = run_config_lib.RunConfig(rounds=3)
+  lines = []
+  result = reproduction.run_reproduction(_Grid(), base, output_dir=str(
+      tmp_path), log=lines.append)
+  assert [c.diverged_at_round for c in result.cells] == [None, 7]
+  assert lines[1].startswith('[2/2] fake seed=1: diverged at round 7 (')
+  assert result.summary['mean'] == 0.0  # The experiment left it out.
+  reproduction.run_reproduction(_Grid(), base, output_dir=str(tmp_path),
+                                log=lines.append)
+  assert len(fake_runs) == 2
+  assert lines[3] == '[2/2] fake seed=1: diverged at round 7 (finished earlier)'
 
 
 def test_a_cell_with_more_rounds_or_a_cut_short_file_runs_again(

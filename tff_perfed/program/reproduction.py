@@ -18,6 +18,13 @@ at once, rewriting the same files from the same `cell.json`s:
 
 A progress line per cell goes to stdout: its number, its coordinates, its
 headline number and whether it was trained now or earlier.
+
+A run that diverges (`training_loop.TrainingDivergedError`) is an outcome,
+not a failure of the experiment: a tuning grid is meant to try step sizes
+too large for some arm. Its `cell.json` records the round it diverged at
+(`CellResult.diverged_at_round`) and no numbers, it is not run again, and
+the experiment decides what a diverged cell means (a setting not chosen; a
+seed left out of the paired comparisons).
 """
 
 import abc
@@ -32,11 +39,13 @@ from tff_perfed.evaluation import summaries
 from tff_perfed.program import experiment
 from tff_perfed.program import outputs
 from tff_perfed.program import run_config as run_config_lib
+from tff_perfed.program import training_loop
 
 CELLS_DIR = 'cells'
 CELL_FILE = 'cell.json'
 CELLS_CSV = 'cells.csv'
 SUMMARY_FILE = 'summary.json'
+DIVERGED_AT_ROUND = 'diverged_at_round'  # The only number of a diverged cell.
 
 RunConfig = run_config_lib.RunConfig
 
@@ -79,6 +88,11 @@ class CellResult:
   row: Dict[str, Any]
   details: Dict[str, Any]
   seconds: float
+
+  @property
+  def diverged_at_round(self) -> Optional[int]:
+    """The round the run diverged at, or None if it finished."""
+    return self.row.get(DIVERGED_AT_ROUND)
 
 
 class Experiment(abc.ABC):
@@ -174,9 +188,12 @@ class _CellRunner:
       return result
     start = time.monotonic()
     dataset = self._dataset_for(config)
-    run = experiment.run_experiment(config, dataset=dataset,
-                                    show_progress=self._show_progress)
-    scored = self._experiment.score(config, run, dataset)
+    try:
+      run = experiment.run_experiment(config, dataset=dataset,
+                                      show_progress=self._show_progress)
+      scored = self._experiment.score(config, run, dataset)
+    except training_loop.TrainingDivergedError as e:
+      scored = {'row': {DIVERGED_AT_ROUND: e.round_num}, 'details': {}}
     result = CellResult(key=dict(key), row=scored['row'],
                         details=scored['details'],
                         seconds=round(time.monotonic() - start, 1))
@@ -190,6 +207,8 @@ class _CellRunner:
     return result
 
   def _headline(self, result: CellResult) -> str:
+    if result.diverged_at_round is not None:
+      return f'diverged at round {result.diverged_at_round}'
     name = self._experiment.headline
     value = result.row.get(name)
     shown = f'{value:.4f}' if isinstance(value, float) else value

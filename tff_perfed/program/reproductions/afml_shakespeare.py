@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tff_perfed import errors
 from tff_perfed.evaluation import costs
 from tff_perfed.evaluation import personalization
 from tff_perfed.evaluation import summaries
@@ -161,8 +162,14 @@ class AfmlShakespeare(reproduction.Experiment):
                               **settings)
         cell = run_cell(key, config)
         cells.append(cell)
+        if cell.diverged_at_round is not None:
+          continue  # Too large a step for this arm: not a candidate.
         if best is None or cell.row['tuning_score'] > best[0]:
           best = (cell.row['tuning_score'], settings)
+      if best is None:
+        raise errors.RunError(
+            f'every tuning setting of {arm_name} diverged; add smaller step '
+            'sizes to TUNING_GRID')
       chosen[arm_name] = best[1]
     self._local_beta = chosen['fedavg_ft'].get('beta', base.beta)
     for zeta in g.zetas:
@@ -220,48 +227,66 @@ class AfmlShakespeare(reproduction.Experiment):
         rounds, [curve[str(r)] for r in rounds], TARGET_ACCURACY)
 
   def _table(self, cells):
-    """`{zeta: {arm: {column: [value per seed]}}}` of the comparison."""
+    """`{zeta: {arm: {seed: {column: value}}}}` of the finished comparison.
+
+    Diverged cells are left out; claims pair arms over their common seeds.
+    """
     table = {}
     for cell in cells:
-      if cell.key['phase'] != 'compare':
+      if (cell.key['phase'] != 'compare' or
+          cell.diverged_at_round is not None):
         continue
-      per_arm = table.setdefault(f'{cell.key["zeta"]:g}', {}).setdefault(
-          cell.key['arm'], {})
       reached = self._rounds_to_target(cell)
       bytes_round = (cell.row['bytes_down_per_client_round'] +
                      cell.row['bytes_up_per_client_round'])
-      values = dict(cell.row, rounds_to_target=reached,
-                    bytes_per_client_round=bytes_round,
-                    bytes_to_target=(None if reached is None else
-                                     bytes_round * reached *
-                                     cell.row['clients_per_round']),
-                    pers5_minus_pers1=cell.row[PERS5] - cell.row[PERS1])
-      for column, value in values.items():
-        per_arm.setdefault(column, []).append(value)
-      per_arm.setdefault('seed', []).append(cell.key['seed'])
+      table.setdefault(f'{cell.key["zeta"]:g}', {}).setdefault(
+          cell.key['arm'], {})[cell.key['seed']] = dict(
+              cell.row, rounds_to_target=reached,
+              bytes_per_client_round=bytes_round,
+              bytes_to_target=(None if reached is None else
+                               bytes_round * reached *
+                               cell.row['clients_per_round']),
+              pers5_minus_pers1=cell.row[PERS5] - cell.row[PERS1])
     return table
 
+  @staticmethod
+  def _paired(by_arm, a: str, b: str, column: str):
+    """Arms a's and b's `column` over the seeds both finished, in order."""
+    seeds = sorted(set(by_arm[a]) & set(by_arm[b]))
+    return ([by_arm[a][s][column] for s in seeds],
+            [by_arm[b][s][column] for s in seeds])
+
   def summarize(self, cells) -> Dict[str, Any]:
-    tuning = [{'arm': c.key['arm'], 'setting': c.key['setting'],
-               'pers5': c.row['tuning_score']}
-              for c in cells if c.key['phase'] == 'tune']
+    tuning = []
+    for c in cells:
+      if c.key['phase'] != 'tune':
+        continue
+      entry = {'arm': c.key['arm'], 'setting': c.key['setting'],
+               'pers5': c.row.get('tuning_score')}
+      if c.diverged_at_round is not None:
+        entry['diverged_at_round'] = c.diverged_at_round
+      tuning.append(entry)
     chosen = {}
     for entry in tuning:
-      if (entry['arm'] not in chosen or
+      if entry['pers5'] is not None and (
+          entry['arm'] not in chosen or
           entry['pers5'] > chosen[entry['arm']]['pers5']):
         chosen[entry['arm']] = entry
     table = self._table(cells)
     spreads = {
         zeta: {arm: {column: dataclasses.asdict(summaries.spread(
-            [v for v in values if v is not None]))
-                     for column, values in columns.items()
-                     if column != 'seed'}
-               for arm, columns in by_arm.items()}
+            [row[column] for row in by_seed.values()
+             if row.get(column) is not None]))
+                     for column in next(iter(by_seed.values()))}
+               for arm, by_seed in by_arm.items()}
         for zeta, by_arm in table.items()}
-    reached = {zeta: {arm: sum(v is not None
-                               for v in columns['rounds_to_target'])
-                      for arm, columns in by_arm.items()}
+    reached = {zeta: {arm: sum(row['rounds_to_target'] is not None
+                               for row in by_seed.values())
+                      for arm, by_seed in by_arm.items()}
                for zeta, by_arm in table.items()}
+    diverged = [dict(c.key, diverged_at_round=c.diverged_at_round)
+                for c in cells if c.key['phase'] == 'compare' and
+                c.diverged_at_round is not None]
     return {
         'target_accuracy': TARGET_ACCURACY,
         'tuning': {'seed': TUNING_SEED, 'zeta': TUNING_ZETA,
@@ -269,6 +294,7 @@ class AfmlShakespeare(reproduction.Experiment):
                    'chosen': {a: e['setting'] for a, e in chosen.items()}},
         'spread': spreads,
         'reached_target': reached,
+        'diverged': diverged,
         'claims': self._claims(table),
     }
 
@@ -282,14 +308,15 @@ class AfmlShakespeare(reproduction.Experiment):
         for baseline in BASELINES:
           if baseline not in by_arm:
             continue
-          verdict = reproduction.claim_verdict(by_arm['afml'][metric],
-                                               by_arm[baseline][metric])
+          verdict = reproduction.claim_verdict(
+              *self._paired(by_arm, 'afml', baseline, metric))
           claims.append(dict(
               claim=f'AFML beats {LABELS[baseline]} in {name} at zeta = '
               f'{zeta}', paper='AFML highest at every zeta (Fig. 3b)',
               **verdict))
+      afml_rows = list(by_arm['afml'].values())
       afml_gain = reproduction.claim_verdict(
-          by_arm['afml'][PERS5], by_arm['afml'][PERS1])
+          [row[PERS5] for row in afml_rows], [row[PERS1] for row in afml_rows])
       claims.append(dict(
           claim=f'AFML Pers.5 above its Pers.1 at zeta = {zeta}',
           paper='+7.4 points on Shakespeare', **afml_gain))
@@ -297,10 +324,9 @@ class AfmlShakespeare(reproduction.Experiment):
         if baseline not in by_arm:
           continue
         # Per seed, fewer rounds is better; never reaching is worst.
-        a = [r if r is not None else np.inf
-             for r in by_arm['afml']['rounds_to_target']]
-        b = [r if r is not None else np.inf
-             for r in by_arm[baseline]['rounds_to_target']]
+        a, b = ([r if r is not None else np.inf for r in values]
+                for values in self._paired(by_arm, 'afml', baseline,
+                                           'rounds_to_target'))
         both_never = all(np.isinf(x) and np.isinf(y) for x, y in zip(a, b))
         fewer = sum(x < y for x, y in zip(a, b))
         claims.append(dict(
@@ -313,7 +339,7 @@ class AfmlShakespeare(reproduction.Experiment):
                      reproduction.HOLDS if fewer == len(a) else
                      reproduction.DOES_NOT_HOLD)))
         verdict = reproduction.claim_verdict(
-            by_arm['afml']['fairness'], by_arm[baseline]['fairness'])
+            *self._paired(by_arm, 'afml', baseline, 'fairness'))
         claims.append(dict(
             claim=f'AFML beats its local models for more clients than '
             f'{LABELS[baseline]} at zeta = {zeta}',
@@ -321,8 +347,8 @@ class AfmlShakespeare(reproduction.Experiment):
             'compared to the model trained locally" (Fig. 4b, 5)',
             **verdict))
         verdict = reproduction.claim_verdict(
-            by_arm['afml']['bytes_per_client_round'],
-            by_arm[baseline]['bytes_per_client_round'],
+            *self._paired(by_arm, 'afml', baseline,
+                          'bytes_per_client_round'),
             higher_is_better=False)
         claims.append(dict(
             claim=f'AFML sends fewer bytes per client round than '
@@ -334,7 +360,8 @@ class AfmlShakespeare(reproduction.Experiment):
   def plot(self, cells, summary, output_dir) -> List[str]:
     rows, clients = [], {}
     for cell in cells:
-      if cell.key['phase'] != 'compare':
+      if (cell.key['phase'] != 'compare' or
+          cell.diverged_at_round is not None):
         continue
       reached = self._rounds_to_target(cell)
       rows.append(dict(cell.row, algorithm=cell.key['arm'],
@@ -345,7 +372,7 @@ class AfmlShakespeare(reproduction.Experiment):
       entry['personalized'] += cell.details['personalized']
       entry['local'] += cell.details['local']
     rounds = max((max(int(r) for r in c.details['curves'][PERS3])
-                  for c in cells), default=0)
+                  for c in cells if c.details), default=0)
     return list(plots.plot_sweep(rows, clients, LABELS, output_dir,
                                  rounds=rounds))
 
@@ -354,6 +381,15 @@ class AfmlShakespeare(reproduction.Experiment):
         **summary['tuning']) + '; '.join(
             f'{LABELS[a]}: {s}' for a, s in summary['tuning'][
                 'chosen'].items())]
+    for entry in summary['tuning']['tried']:
+      if 'diverged_at_round' in entry:
+        lines.append(f'  {LABELS[entry["arm"]]} {entry["setting"]}: diverged '
+                     f'at round {entry["diverged_at_round"]}')
+    for cell in summary['diverged']:
+      lines.append(f'Diverged, left out of the paired claims: zeta '
+                   f'{cell["zeta"]:g} seed {cell["seed"]} '
+                   f'{LABELS[cell["arm"]]} at round '
+                   f'{cell["diverged_at_round"]}')
     columns = (PERS1, PERS5, 'rounds_to_target', 'fairness',
                'bytes_per_client_round')
     lines.append(f'{"zeta":>5} {"arm":<12}' + ''.join(
