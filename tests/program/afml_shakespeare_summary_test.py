@@ -25,10 +25,11 @@ def _compare(seed, arm, pers5):
          'bytes_down_per_client_round': 100.0,
          'bytes_up_per_client_round': 50.0 if arm == 'afml' else 100.0,
          'clients_per_round': 10, 'fairness': pers5, 'tuning_score': pers5}
-  curve = {'5': pers5 - 0.05, '10': pers5}
+  curve = {'0': 0.1, '5': pers5 - 0.05, '10': pers5}
   return reproduction.CellResult(
       key={'phase': 'compare', 'zeta': 0.3, 'seed': seed, 'arm': arm},
-      row=row, details={'curves': {afml.PERS3: curve}}, seconds=1.0)
+      row=row, details={'curves': {afml.PERS3: curve, afml.PERS5: curve}},
+      seconds=1.0)
 
 
 @pytest.fixture
@@ -65,6 +66,10 @@ def test_claims_pair_arms_over_the_seeds_both_finished(summary):
   assert fewer_bytes['mean'] == pytest.approx(-50.0)
   gain = claims['AFML Pers.5 above its Pers.1 at zeta = 0.3']
   assert gain['mean'] == pytest.approx(0.1)
+  trained = claims['FedPer-Meta Pers.5 above that of the initial weights at '
+                   'zeta = 0.3']
+  assert trained['mean'] == pytest.approx(0.2 - 0.1)
+  assert trained['verdict'] == reproduction.HOLDS  # +0.1 on every seed.
   printed = afml.AfmlShakespeare().format_summary(summary)
   assert (f'zeta 0.3 seed 2 {afml.LABELS["afml"]} at round 4' in printed)
   assert f'{afml.LABELS["afml"]} large: diverged at round 9' in printed
