@@ -39,7 +39,7 @@ reproduce: install
 	$(PY) -m binaries.reproduce --experiment=$(EXPERIMENT)
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 # The runtimes against a plain-TF loop (about 30 minutes on 2 cores), then
 # the algorithms' variants on the default workload.

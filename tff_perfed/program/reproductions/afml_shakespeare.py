@@ -409,8 +409,8 @@ class AfmlShakespeare(reproduction.Experiment):
                    f'{cell["zeta"]:g} seed {cell["seed"]} '
                    f'{LABELS[cell["arm"]]} at round '
                    f'{cell["diverged_at_round"]}')
-    columns = (PERS1, PERS5, 'rounds_to_target', 'fairness',
-               'bytes_per_client_round')
+    columns = (PERS1, PERS5, 'initial_pers5', 'rounds_to_target',
+               'fairness', 'bytes_per_client_round')
     lines.append(f'{"zeta":>5} {"arm":<12}' + ''.join(
         f'{c:>26}' for c in columns))
     for zeta, by_arm in summary['spread'].items():
