@@ -178,8 +178,10 @@ class PerFedAvgMnist(reproduction.Experiment):
     """`{arm label: [score per seed]}` and curves of one (tau, r)."""
     mine = [c for c in cells if c.key['local_steps'] == local_steps and
             c.key['participation'] == participation]
-    seeds = sorted({c.key['seed'] for c in mine})
     by_run = {(c.key['run'], c.key['seed']): c for c in mine}
+    # A seed any of whose runs diverged leaves the paired comparison.
+    seeds = sorted(s for s in {c.key['seed'] for c in mine} if all(
+        by_run[run, s].diverged_at_round is None for _, run, _ in ARMS))
     scores, curves = {}, {}
     for label, run, steps in ARMS:
       scores[label] = [by_run[run, s].row[_metric(steps)] for s in seeds]
@@ -202,12 +204,17 @@ class PerFedAvgMnist(reproduction.Experiment):
                  for label, v in scores.items()}
       claims = {claim: reproduction.claim_verdict(scores[a], scores[b])
                 for claim, a, b in CLAIMS}
+      diverged = [dict(c.key, diverged_at_round=c.diverged_at_round)
+                  for c in cells if c.key['local_steps'] == local_steps and
+                  c.key['participation'] == participation and
+                  c.diverged_at_round is not None]
       panels.append({'local_steps': local_steps,
                      'participation': participation,
                      'clients_per_round': max(1, round(participation *
                                                        NUM_USERS)),
                      'seeds': seeds, 'per_seed': scores, 'spread': spreads,
-                     'claims': claims})
+                     'claims': claims,
+                     **({'diverged': diverged} if diverged else {})})
     verdicts = {}
     for claim, _, _ in CLAIMS:
       found = [p['claims'][claim]['verdict'] for p in panels]
@@ -236,6 +243,9 @@ class PerFedAvgMnist(reproduction.Experiment):
         lines.append(f'  {label:<30}{s["mean"]:.4f} +- {s["std"]:.4f}')
       for claim, c in p['claims'].items():
         lines.append(f'  {claim}: {reproduction.format_claim(c)}')
+      for c in p.get('diverged', []):
+        lines.append(f'  diverged at round {c["diverged_at_round"]}, seed '
+                     f'{c["seed"]} left out: {c["run"]}')
     lines.append('Verdicts over the cells:')
     for claim, counts in summary['verdicts_over_cells'].items():
       lines.append(f'  {claim}: ' + ', '.join(
