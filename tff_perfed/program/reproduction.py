@@ -191,9 +191,10 @@ class _CellRunner:
     try:
       run = experiment.run_experiment(config, dataset=dataset,
                                       show_progress=self._show_progress)
-      scored = self._experiment.score(config, run, dataset)
     except training_loop.TrainingDivergedError as e:
       scored = {'row': {DIVERGED_AT_ROUND: e.round_num}, 'details': {}}
+    else:
+      scored = self._experiment.score(config, run, dataset)
     result = CellResult(key=dict(key), row=scored['row'],
                         details=scored['details'],
                         seconds=round(time.monotonic() - start, 1))

@@ -120,6 +120,23 @@ def _finite(values):
   return [v for v in values if v is not None and np.isfinite(v)]
 
 
+def _best_tuned(cells) -> Dict[str, reproduction.CellResult]:
+  """Each arm's tuning cell of the highest score (the first of ties).
+
+  A diverged setting is no candidate; an arm whose every setting diverged
+  is absent.
+  """
+  best = {}
+  for cell in cells:
+    if cell.key['phase'] != 'tune' or cell.diverged_at_round is not None:
+      continue
+    arm = cell.key['arm']
+    if (arm not in best or
+        cell.row['tuning_score'] > best[arm].row['tuning_score']):
+      best[arm] = cell
+  return best
+
+
 class AfmlShakespeare(reproduction.Experiment):
   """Figures 3-5: four arms over the diversity scenario on Shakespeare."""
 
@@ -153,24 +170,21 @@ class AfmlShakespeare(reproduction.Experiment):
                                                   base.rounds_per_checkpoint))
     cells, chosen = [], {}
     for arm_name, arm in ARMS.items():
-      best = None
-      for settings in TUNING_GRID[arm_name][:g.settings_per_arm]:
+      tried = TUNING_GRID[arm_name][:g.settings_per_arm]
+      for settings in tried:
         key = {'phase': 'tune', 'arm': arm_name,
                'setting': _setting_name(settings)}
         config = base.replace(algorithm=arm.algorithm, seed=TUNING_SEED,
                               diversity_zeta=TUNING_ZETA, **arm.settings,
                               **settings)
-        cell = run_cell(key, config)
-        cells.append(cell)
-        if cell.diverged_at_round is not None:
-          continue  # Too large a step for this arm: not a candidate.
-        if best is None or cell.row['tuning_score'] > best[0]:
-          best = (cell.row['tuning_score'], settings)
+        cells.append(run_cell(key, config))
+      best = _best_tuned(cells).get(arm_name)
       if best is None:
         raise errors.RunError(
             f'every tuning setting of {arm_name} diverged; add smaller step '
             'sizes to TUNING_GRID')
-      chosen[arm_name] = best[1]
+      chosen[arm_name] = next(settings for settings in tried if _setting_name(
+          settings) == best.key['setting'])
     self._local_beta = chosen['fedavg_ft'].get('beta', base.beta)
     for zeta in g.zetas:
       for seed in g.seeds:
@@ -272,12 +286,6 @@ class AfmlShakespeare(reproduction.Experiment):
       if c.diverged_at_round is not None:
         entry['diverged_at_round'] = c.diverged_at_round
       tuning.append(entry)
-    chosen = {}
-    for entry in tuning:
-      if entry['pers5'] is not None and (
-          entry['arm'] not in chosen or
-          entry['pers5'] > chosen[entry['arm']]['pers5']):
-        chosen[entry['arm']] = entry
     table = self._table(cells)
     spreads = {
         zeta: {arm: {column: dataclasses.asdict(summaries.spread(
@@ -297,7 +305,8 @@ class AfmlShakespeare(reproduction.Experiment):
         'target_accuracy': TARGET_ACCURACY,
         'tuning': {'seed': TUNING_SEED, 'zeta': TUNING_ZETA,
                    'tried': tuning,
-                   'chosen': {a: e['setting'] for a, e in chosen.items()}},
+                   'chosen': {arm: cell.key['setting'] for arm, cell in
+                              _best_tuned(cells).items()}},
         'spread': spreads,
         'reached_target': reached,
         'diverged': diverged,
