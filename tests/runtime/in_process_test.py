@@ -307,6 +307,22 @@ def test_a_sequence_reduce_at_clients_gives_the_cpp_result(
   assert totals(data) == [10, 3]
 
 
+def test_an_op_that_waits_on_a_parameter_still_receives_it(
+    restore_default_context):
+  # TF adds such control edges when a weight is passed on unused (AFML with
+  # its regularizers switched off); import_graph_def's input_map does not
+  # replace them.
+  del restore_default_context
+
+  @tff.tensorflow.computation(np.float32, np.float32)
+  def doubled_after(x, unused):
+    with tf.control_dependencies([unused]):
+      return x * 2.0
+
+  runtime.set_execution_context('in_process', handle_sigterm=False)
+  assert doubled_after(1.5, 7.0) == 3.0
+
+
 def test_secure_sums_are_plain_sums_in_simulation(
     restore_default_context):
   del restore_default_context

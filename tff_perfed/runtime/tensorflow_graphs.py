@@ -131,6 +131,25 @@ def _rename_functions(graph_def: tf.compat.v1.GraphDef) -> None:
                                          gradient.gradient_func)
 
 
+def _drop_control_inputs_on_parameters(graph_def: tf.compat.v1.GraphDef,
+                                       input_names: List[str]) -> None:
+  """Removes control edges from the parameters' placeholders.
+
+  `import_graph_def`'s `input_map` replaces a placeholder's tensor, not its
+  node: an op that waits on a parameter (`^arg_weights...`, which TF adds when
+  a switched-off term leaves a weight unused) would keep the placeholder in
+  the graph unfed. A control edge on a value that is fed before the call
+  orders nothing, so it is dropped.
+  """
+  parameters = {_node_name(name) for name in input_names}
+  for node in graph_def.node:
+    kept = [x for x in node.input
+            if not (x.startswith('^') and _node_name(x) in parameters)]
+    if len(kept) != len(node.input):
+      del node.input[:]
+      node.input.extend(kept)
+
+
 def _is_addition(graph_def: tf.compat.v1.GraphDef, input_names: List[str],
                  output_names: List[str]) -> bool:
   """Whether the graph outputs input[i] + input[i + n/2] and nothing else."""
@@ -185,6 +204,7 @@ def import_tensorflow_computation(
                  _is_addition(graph_def, input_names, output_names))
   _uniquify_shared_names(graph_def)
   _rename_functions(graph_def)
+  _drop_control_inputs_on_parameters(graph_def, input_names)
   placeholders = {node.name: node for node in graph_def.node
                   if node.op == 'Placeholder'}
   signature = []
