@@ -1,10 +1,10 @@
 r"""Costs: the algorithms' variants, and the runtimes against plain TF.
 
-  python -m binaries.benchmark --suite=variants [--dataset=digits] ...
-  python -m binaries.benchmark --suite=runtimes [--runtimes=cpp,in_process]
-  python -m binaries.benchmark --suite=memory \
+  python -m tff_perfed.binaries.benchmark --suite=variants [--dataset=digits] ...
+  python -m tff_perfed.binaries.benchmark --suite=runtimes [--runtimes=cpp,in_process]
+  python -m tff_perfed.binaries.benchmark --suite=memory \
       --flagfile=binaries/configs/demo.flags --rounds=2000 [--runtime=cpp]
-  python -m binaries.benchmark --suite=scale \
+  python -m tff_perfed.binaries.benchmark --suite=scale \
       [--scale_datasets=emnist,cifar100,shakespeare_plays]
 
 `--suite=runtimes` (`tff_perfed.program.runtime_benchmark`): for the digits
@@ -48,7 +48,7 @@ Per-FedAvg; rounds run on `--runtime`.
 
 # First, before TensorFlow loads: an interrupt at any moment ends the
 # program with one line, never a traceback (`binaries.exits`).
-from binaries import exits  # pylint: disable=g-bad-import-order
+from tff_perfed.binaries import exits  # pylint: disable=g-bad-import-order
 
 INTERRUPTED_MESSAGE = 'interrupted.'
 if __name__ == '__main__':
@@ -65,9 +65,9 @@ from typing import Callable, Dict
 
 from absl import flags
 
-from binaries import run_flags  # Sets TF's log level before TF is imported.
-from data_utils import client_datasets
-from data_utils import tasks
+from tff_perfed.binaries import run_flags  # Sets TF's log level before TF is imported.
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import tasks
 import tensorflow as tf
 from tff_perfed import runtime
 from tff_perfed import validation

@@ -1,6 +1,6 @@
 r"""The main job: FedAvg vs Per-FedAvg on digits over several seeds.
 
-  python -m binaries.demo [--demo_seeds=0,1,2] [--demo_output_dir=runs/demo]
+  python -m tff_perfed.binaries.demo [--demo_seeds=0,1,2] [--demo_output_dir=runs/demo]
 
 Starts from the settings in binaries/configs/demo.flags (the command line
 overrides any of them), trains FedAvg and Per-FedAvg (first order) once per
@@ -14,7 +14,7 @@ comparison.png (both algorithms' curves). Rerunning resumes.
 
 # First, before TensorFlow loads (seconds): an interrupt at any moment ends
 # the program with this line, never a traceback (`binaries.exits`).
-from binaries import exits  # pylint: disable=g-bad-import-order
+from tff_perfed.binaries import exits  # pylint: disable=g-bad-import-order
 
 INTERRUPTED_MESSAGE = 'interrupted; rerun to resume from the checkpoints.'
 if __name__ == '__main__':
@@ -26,7 +26,7 @@ from typing import List
 
 from absl import flags
 
-from binaries import run_flags  # Sets TF's log level before TF is imported.
+from tff_perfed.binaries import run_flags  # Sets TF's log level before TF is imported.
 from tff_perfed import validation
 from tff_perfed.program import comparison
 # pylint: enable=g-import-not-at-top,wrong-import-position

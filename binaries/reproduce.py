@@ -1,7 +1,7 @@
 r"""Runs one of the papers' experiments, resumably, cell by cell.
 
-  python -m binaries.reproduce --experiment=per_fedavg_mnist
-  python -m binaries.reproduce --experiment=afml_shakespeare \
+  python -m tff_perfed.binaries.reproduce --experiment=per_fedavg_mnist
+  python -m tff_perfed.binaries.reproduce --experiment=afml_shakespeare \
       [--reproduce_output_dir=runs/reproduce/afml_shakespeare] [--quick]
 
 Starts from the experiment's flagfile, binaries/configs/<experiment>.flags
@@ -19,7 +19,7 @@ runs/reproduce/<experiment>_quick.
 
 # First, before TensorFlow loads (seconds): an interrupt at any moment ends
 # the program with this line, never a traceback (`binaries.exits`).
-from binaries import exits  # pylint: disable=g-bad-import-order
+from tff_perfed.binaries import exits  # pylint: disable=g-bad-import-order
 
 INTERRUPTED_MESSAGE = 'interrupted; rerun the same command to resume.'
 if __name__ == '__main__':
@@ -32,7 +32,7 @@ from typing import List
 
 from absl import flags
 
-from binaries import run_flags  # Sets TF's log level before TF is imported.
+from tff_perfed.binaries import run_flags  # Sets TF's log level before TF is imported.
 from tff_perfed import validation
 from tff_perfed.program import reproduction
 from tff_perfed.program import reproductions

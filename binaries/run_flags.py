@@ -30,11 +30,11 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from binaries import exits
-from binaries import flag_parsing
-from binaries import runtime_flags
-from data_utils import federated_dataset
-from data_utils import tasks
+from tff_perfed.binaries import exits
+from tff_perfed.binaries import flag_parsing
+from tff_perfed.binaries import runtime_flags
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tasks
 from tff_perfed import errors
 from tff_perfed import runtime
 from tff_perfed import validation

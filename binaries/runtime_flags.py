@@ -20,7 +20,7 @@ flags.DEFINE_enum(
     'fastest here, and the only one that uses GPUs).')
 flags.DEFINE_list(
     'workers', [], 'With --runtime=remote: host:port of each TFF worker '
-    '(python -m binaries.worker --port=PORT on each machine).')
+    '(python -m tff_perfed.binaries.worker --port=PORT on each machine).')
 flags.DEFINE_bool(
     'retry_on_worker_loss', True, 'With --runtime=remote: redo a lost '
     'worker\'s work on the remaining workers (same numbers) instead of '

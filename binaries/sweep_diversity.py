@@ -1,7 +1,7 @@
 r"""The AFML paper's comparison over diversity (section 5, Fig. 3-5).
 
-  python -m binaries.sweep_diversity   # digits, settings in sweep.flags
-  python -m binaries.sweep_diversity --dataset=cifar100 --data_dir=DIR \
+  python -m tff_perfed.binaries.sweep_diversity   # digits, settings in sweep.flags
+  python -m tff_perfed.binaries.sweep_diversity --dataset=cifar100 --data_dir=DIR \
       --sweep_zetas=0,0.3,0.6,0.9 --sweep_seeds=0,1,2 --rounds=2000
 
 Starts from binaries/configs/sweep.flags (the command line overrides any of
@@ -18,7 +18,7 @@ prints the table of means and standard deviations over seeds.
 
 # First, before TensorFlow loads (seconds): an interrupt at any moment ends
 # the program with this line, never a traceback (`binaries.exits`).
-from binaries import exits  # pylint: disable=g-bad-import-order
+from tff_perfed.binaries import exits  # pylint: disable=g-bad-import-order
 
 INTERRUPTED_MESSAGE = 'interrupted; rerun to resume.'
 if __name__ == '__main__':
@@ -31,7 +31,7 @@ from typing import List
 from absl import flags
 import numpy as np
 
-from binaries import run_flags  # Sets TF's log level before TF is imported.
+from tff_perfed.binaries import run_flags  # Sets TF's log level before TF is imported.
 from tff_perfed import validation
 from tff_perfed.program import diversity_sweep
 from tff_perfed.program import plots

@@ -1,6 +1,6 @@
 r"""Runs one TFF worker in the foreground, for the `remote` runtime.
 
-  python -m binaries.worker --port=8000
+  python -m tff_perfed.binaries.worker --port=8000
 
 The worker is the C++ `worker_binary` shipped in the TFF package (the same
 version as the driver's: 0.87.0); it listens on every interface of this
@@ -24,7 +24,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
-from binaries import flag_parsing
+from tff_perfed.binaries import flag_parsing
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS

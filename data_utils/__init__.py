@@ -17,3 +17,6 @@
   clients dropped with a reason, or refused (`strict`).
 * `client_datasets`: per-round batching, client sampling and seeds.
 """
+
+# Owns TFF's default context before TFF is used (tff_perfed.runtime).
+from tff_perfed import runtime as _runtime  # pylint: disable=unused-import

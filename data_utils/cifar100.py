@@ -33,8 +33,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import federated_dataset
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tff_sqlite
 from tff_perfed import models
 
 FILE_NAME = 'cifar100.sqlite'

@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import client_datasets
-from data_utils import federated_dataset
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tff_sqlite
 
 ClientData = tff.simulation.datasets.ClientData
 DatasetError = federated_dataset.DatasetError

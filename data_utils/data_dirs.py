@@ -15,7 +15,7 @@
 import os
 from typing import List, Optional
 
-from data_utils import federated_dataset
+from tff_perfed.data_utils import federated_dataset
 
 DatasetError = federated_dataset.DatasetError
 

@@ -15,8 +15,8 @@ import numpy as np
 from sklearn import datasets as sklearn_datasets
 import tensorflow_federated as tff
 
-from data_utils import federated_dataset
-from data_utils import partitioners
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import partitioners
 from tff_perfed import models
 
 NUM_CLIENTS = 50

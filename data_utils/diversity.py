@@ -71,8 +71,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import federated_dataset
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tff_sqlite
 from tff_perfed import validation
 
 # Above this, Dir(concentration) proportions are all close to 1/num_classes.

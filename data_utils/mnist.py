@@ -56,10 +56,10 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 import tensorflow_federated as tff
 
-from data_utils import data_dirs
-from data_utils import federated_dataset
-from data_utils import package_files
-from data_utils import partitioners
+from tff_perfed.data_utils import data_dirs
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import package_files
+from tff_perfed.data_utils import partitioners
 from tff_perfed import models
 
 DatasetError = federated_dataset.DatasetError

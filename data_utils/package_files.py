@@ -17,7 +17,7 @@ import importlib.metadata
 import pathlib
 from typing import Mapping
 
-from data_utils import federated_dataset
+from tff_perfed.data_utils import federated_dataset
 
 DatasetError = federated_dataset.DatasetError
 

@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import data_dirs
-from data_utils import federated_dataset
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import data_dirs
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tff_sqlite
 from tff_perfed import models
 
 FILE_NAME = 'shakespeare.sqlite'

@@ -142,11 +142,11 @@ from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
 from absl import logging
 import tensorflow as tf
 
-from data_utils import data_dirs
-from data_utils import federated_dataset
-from data_utils import package_files
-from data_utils import shakespeare
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import data_dirs
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import package_files
+from tff_perfed.data_utils import shakespeare
+from tff_perfed.data_utils import tff_sqlite
 
 DatasetError = federated_dataset.DatasetError
 

@@ -7,13 +7,13 @@ Adding a dataset is one module under `data_utils/` that defines a
 
 from typing import Dict, Mapping, Sequence
 
-from data_utils import cifar100
-from data_utils import digits
-from data_utils import emnist
-from data_utils import federated_dataset
-from data_utils import mnist
-from data_utils import shakespeare
-from data_utils import shakespeare_plays
+from tff_perfed.data_utils import cifar100
+from tff_perfed.data_utils import digits
+from tff_perfed.data_utils import emnist
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import mnist
+from tff_perfed.data_utils import shakespeare
+from tff_perfed.data_utils import shakespeare_plays
 from tff_perfed import validation
 
 

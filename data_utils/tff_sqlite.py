@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import data_dirs
-from data_utils import federated_dataset
+from tff_perfed.data_utils import data_dirs
+from tff_perfed.data_utils import federated_dataset
 
 PUBLISHED_URL = 'https://storage.googleapis.com/tff-datasets-public/{}.lzma'
 

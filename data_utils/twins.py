@@ -32,7 +32,7 @@ from typing import Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import tff_sqlite
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,27 +21,52 @@ Sub-packages: `algorithms` (one module per algorithm and their registry),
 `models`, `evaluation`, `program` (the training loop and run outputs) and
 `runtime`.
 
-Importing the package replaces TFF's import-time default context: by
-`in_process` when TensorFlow sees a GPU, otherwise by an equivalent C++
-context whose worker never outlives the program (see
-`tff_perfed.runtime.default_context`).
+Importing any part of the package that uses TFF (`tff_perfed.runtime`, which
+every sub-package imports first, or a name below) replaces TFF's
+import-time default context: by `in_process` when TensorFlow sees a GPU,
+otherwise by an equivalent C++ context whose worker never outlives the
+program (see `tff_perfed.runtime.default_context`).
+
+The names below load on first use (PEP 562), so that `import
+tff_perfed.binaries.exits`, every binary's first statement, loads no
+TensorFlow: an interrupt during TensorFlow's import must already find the
+binary's signal handlers (`tff_perfed.binaries.exits`).
 """
 
-from tff_perfed import runtime
 
-runtime.own_default_context()
+import importlib
+from typing import Any, List
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from tff_perfed import afml
-from tff_perfed import models
-from tff_perfed import validation
-from tff_perfed.algorithms import meta_gradients
-from tff_perfed.algorithms.afml import AfmlParams
-from tff_perfed.algorithms.afml import build_afml
-from tff_perfed.algorithms.fedavg import build_fedavg
-from tff_perfed.algorithms.fedavg import FedAvgParams
-from tff_perfed.algorithms.meta_gradients import HessianMode
-from tff_perfed.algorithms.meta_gradients import per_fedavg_meta_gradient
-from tff_perfed.algorithms.per_fedavg import build_per_fedavg
-from tff_perfed.algorithms.per_fedavg import PerFedAvgParams
-from tff_perfed.evaluation.personalization import build_personalization_eval
+# Public name -> the module that defines it, or that is it (a module's own
+# last name).
+_PUBLIC = {
+    'afml': 'tff_perfed.afml',
+    'models': 'tff_perfed.models',
+    'runtime': 'tff_perfed.runtime',
+    'validation': 'tff_perfed.validation',
+    'meta_gradients': 'tff_perfed.algorithms.meta_gradients',
+    'AfmlParams': 'tff_perfed.algorithms.afml',
+    'build_afml': 'tff_perfed.algorithms.afml',
+    'build_fedavg': 'tff_perfed.algorithms.fedavg',
+    'FedAvgParams': 'tff_perfed.algorithms.fedavg',
+    'HessianMode': 'tff_perfed.algorithms.meta_gradients',
+    'per_fedavg_meta_gradient': 'tff_perfed.algorithms.meta_gradients',
+    'build_per_fedavg': 'tff_perfed.algorithms.per_fedavg',
+    'PerFedAvgParams': 'tff_perfed.algorithms.per_fedavg',
+    'build_personalization_eval': 'tff_perfed.evaluation.personalization',
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+  if name not in _PUBLIC:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  module = importlib.import_module(_PUBLIC[name])
+  value = module if module.__name__.endswith('.' + name) else getattr(
+      module, name)
+  globals()[name] = value  # Later lookups skip __getattr__.
+  return value
+
+
+def __dir__() -> List[str]:
+  return sorted(set(globals()) | set(_PUBLIC))

@@ -8,11 +8,11 @@ from absl.testing import flagsaver
 import numpy as np
 import pytest
 
-from binaries import run_flags
-from binaries import train
-from data_utils import mnist
-from data_utils import package_files
-from data_utils import shakespeare_plays
+from tff_perfed.binaries import run_flags
+from tff_perfed.binaries import train
+from tff_perfed.data_utils import mnist
+from tff_perfed.data_utils import package_files
+from tff_perfed.data_utils import shakespeare_plays
 import tff_files
 
 GOOD = ['--algorithm=per_fedavg', '--dataset=digits', '--rounds=1',
@@ -21,7 +21,7 @@ GOOD = ['--algorithm=per_fedavg', '--dataset=digits', '--rounds=1',
 
 
 def run_train(*args):
-  """`python -m binaries.train GOOD args`, in this process."""
+  """`python -m tff_perfed.binaries.train GOOD args`, in this process."""
   with flagsaver.flagsaver():
     run_flags.parse_flags(['train', *GOOD, *args])
     run_flags.main_wrapper(train.main, interrupted_message='')(['train'])

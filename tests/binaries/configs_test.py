@@ -6,7 +6,7 @@ import os
 from absl.testing import flagsaver
 import pytest
 
-from binaries import run_flags
+from tff_perfed.binaries import run_flags
 
 CONFIGS = sorted(glob.glob(os.path.join(
     os.path.dirname(run_flags.__file__), 'configs', '*.flags')))

@@ -9,8 +9,8 @@ from absl.testing import flagsaver
 import numpy as np
 import pytest
 
-from binaries import demo
-from binaries import run_flags
+from tff_perfed.binaries import demo
+from tff_perfed.binaries import run_flags
 
 
 @pytest.fixture(scope='module')

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
-from binaries import run_flags
+from tff_perfed.binaries import run_flags
 from tff_perfed import errors
 from tff_perfed import runtime
 import processes
@@ -37,7 +37,7 @@ def test_bad_flags_print_one_line_and_nothing_at_teardown():
   # Both at once: each is mostly the TF import.
   started = {
       argument: subprocess.Popen(
-          [sys.executable, '-m', 'binaries.train', argument], cwd=ROOT,
+          [sys.executable, '-m', 'tff_perfed.binaries.train', argument], cwd=ROOT,
           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
       for argument in cases}
   for argument, process in started.items():

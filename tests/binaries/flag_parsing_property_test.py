@@ -15,8 +15,8 @@ from absl.testing import flagsaver
 import hypothesis
 from hypothesis import strategies as st
 
-from binaries import run_flags
-from binaries import runtime_flags
+from tff_perfed.binaries import run_flags
+from tff_perfed.binaries import runtime_flags
 from tff_perfed.program import run_config
 
 FLAGS = flags.FLAGS

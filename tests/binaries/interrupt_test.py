@@ -1,6 +1,6 @@
 """Interrupts at any moment: quiet, prompt, no worker left, resumable.
 
-`python -m binaries.train` runs in a subprocess with piped output; a signal
+`python -m tff_perfed.binaries.train` runs in a subprocess with piped output; a signal
 arrives at a chosen point: while TF is imported, during an evaluation,
 during a checkpoint, at exit (`signal_injection/sitecustomize.py` sends it
 from inside the run, so that the point is hit every time); mid-round
@@ -24,8 +24,8 @@ import time
 from absl.testing import flagsaver
 import pytest
 
-from binaries import run_flags
-from binaries import train
+from tff_perfed.binaries import run_flags
+from tff_perfed.binaries import train
 import processes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -98,7 +98,7 @@ def run_binary(tmp_path, output_dir, *args, signal_at=None, runtime='auto',
                TFF_PERFED_TEST_SIGNAL_LOG=str(log))
     log.unlink(missing_ok=True)
   process = subprocess.Popen(
-      [sys.executable, '-m', 'binaries.train', *TINY, *args,
+      [sys.executable, '-m', 'tff_perfed.binaries.train', *TINY, *args,
        f'--output_dir={output_dir}', f'--runtime={runtime}'],
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
   # Returns only once every holder of the pipes (a worker too) closed them.
@@ -133,7 +133,7 @@ def uninterrupted_summary(tmp_path):
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_signal_while_tensorflow_is_imported_exits_quietly(tmp_path, sig):
   process = subprocess.Popen(
-      [sys.executable, '-m', 'binaries.train', *TINY,
+      [sys.executable, '-m', 'tff_perfed.binaries.train', *TINY,
        f'--output_dir={tmp_path}/run'],
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -9,8 +9,8 @@ import sys
 from absl.testing import flagsaver
 import pytest
 
-from binaries import reproduce
-from binaries import run_flags
+from tff_perfed.binaries import reproduce
+from tff_perfed.binaries import run_flags
 from tff_perfed.program import reproduction
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -90,7 +90,7 @@ def test_quick_afml_shakespeare_tunes_every_arm_then_compares(
 def test_an_unknown_or_missing_experiment_is_one_line_naming_the_known(
     tmp_path, argument):
   process = subprocess.run(
-      [sys.executable, '-m', 'binaries.reproduce', argument,
+      [sys.executable, '-m', 'tff_perfed.binaries.reproduce', argument,
        f'--reproduce_output_dir={tmp_path}'],
       cwd=ROOT, capture_output=True, text=True, timeout=120,
       env=dict(os.environ, PYTHONPATH=ROOT))

@@ -2,8 +2,8 @@
 
 from absl.testing import flagsaver
 
-from binaries import run_flags
-from binaries import runtime_flags
+from tff_perfed.binaries import run_flags
+from tff_perfed.binaries import runtime_flags
 from tff_perfed import runtime
 
 

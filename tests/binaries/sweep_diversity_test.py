@@ -9,8 +9,8 @@ import sys
 from absl.testing import flagsaver
 import pytest
 
-from binaries import run_flags
-from binaries import sweep_diversity
+from tff_perfed.binaries import run_flags
+from tff_perfed.binaries import sweep_diversity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
@@ -46,7 +46,7 @@ def test_sweep_binary_writes_csv_figures_and_prints_the_table(
                                       '--target_accuracy=3'])
 def test_bad_sweep_flags_exit_with_one_line(tmp_path, argument):
   process = subprocess.run(
-      [sys.executable, '-m', 'binaries.sweep_diversity', argument,
+      [sys.executable, '-m', 'tff_perfed.binaries.sweep_diversity', argument,
        f'--sweep_output_dir={tmp_path}'],
       cwd=ROOT, capture_output=True, text=True, timeout=120,
       env=dict(os.environ, PYTHONPATH=ROOT))

@@ -7,9 +7,9 @@ from absl.testing import flagsaver
 import numpy as np
 import pytest
 
-from binaries import run_flags
-from binaries import train
-from data_utils import tasks
+from tff_perfed.binaries import run_flags
+from tff_perfed.binaries import train
+from tff_perfed.data_utils import tasks
 from tff_perfed.algorithms import registry
 import tff_files
 
@@ -19,7 +19,7 @@ FAST = ['--rounds=2', '--clients_per_round=2', '--local_steps=1',
 
 
 def run_train(output_dir, *args):
-  """Runs the binary's main as `python -m binaries.train FAST args` would."""
+  """Runs the binary's main as `python -m tff_perfed.binaries.train FAST args` would."""
   with flagsaver.flagsaver():
     run_flags.parse_flags(['train', *FAST, f'--output_dir={output_dir}',
                            *args])

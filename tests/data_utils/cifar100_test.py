@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from data_utils import cifar100
-from data_utils import federated_dataset
-from data_utils import tasks
+from tff_perfed.data_utils import cifar100
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tasks
 import tff_files
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
-from data_utils import client_checks
-from data_utils import client_datasets
-from data_utils import federated_dataset
-from data_utils import tasks
+from tff_perfed.data_utils import client_checks
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tasks
 import tff_files
 
 _RNG = np.random.default_rng(0)

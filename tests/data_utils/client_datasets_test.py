@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import client_datasets
+from tff_perfed.data_utils import client_datasets
 
 
 def test_cycled_batches_cycle_through_d_d_prime_d_double_prime_sizes():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from data_utils import digits
-from data_utils import partitioners
+from tff_perfed.data_utils import digits
+from tff_perfed.data_utils import partitioners
 
 
 def test_digits_split_follows_the_papers_rule():

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
-from data_utils import digits
-from data_utils import diversity
-from data_utils import federated_dataset
+from tff_perfed.data_utils import digits
+from tff_perfed.data_utils import diversity
+from tff_perfed.data_utils import federated_dataset
 from tff_perfed import validation
 
 NUM_CLASSES = 10

@@ -14,11 +14,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import client_checks
-from data_utils import client_datasets
-from data_utils import federated_dataset
-from data_utils import shakespeare
-from data_utils import tasks
+from tff_perfed.data_utils import client_checks
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import shakespeare
+from tff_perfed.data_utils import tasks
 import tff_files
 
 _PIXELS = np.linspace(0, 1, 784, dtype=np.float32)

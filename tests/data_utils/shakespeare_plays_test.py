@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_utils import client_checks
-from data_utils import federated_dataset
-from data_utils import package_files
-from data_utils import shakespeare
-from data_utils import shakespeare_plays as sp
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import client_checks
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import package_files
+from tff_perfed.data_utils import shakespeare
+from tff_perfed.data_utils import shakespeare_plays as sp
+from tff_perfed.data_utils import tff_sqlite
 
 DatasetError = federated_dataset.DatasetError
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_utils import client_datasets
-from data_utils import tasks
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import tasks
 from tff_perfed import validation
 
 

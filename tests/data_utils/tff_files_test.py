@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_utils import federated_dataset
-from data_utils import shakespeare
-from data_utils import tasks
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import shakespeare
+from tff_perfed.data_utils import tasks
 import tff_files
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
-from data_utils import client_checks
-from data_utils import client_datasets
-from data_utils import emnist
-from data_utils import federated_dataset
-from data_utils import tasks
-from data_utils import tff_sqlite
+from tff_perfed.data_utils import client_checks
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import emnist
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tasks
+from tff_perfed.data_utils import tff_sqlite
 import tff_files
 
 

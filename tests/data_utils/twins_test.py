@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_utils import client_checks
-from data_utils import tasks
-from data_utils import twins
+from tff_perfed.data_utils import client_checks
+from tff_perfed.data_utils import tasks
+from tff_perfed.data_utils import twins
 
 
 def _tf_example(**features):

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from data_utils import federated_dataset
+from tff_perfed.data_utils import federated_dataset
 from tff_perfed.program import experiment
 from tff_perfed.program import outputs
 from tff_perfed.program import run_config

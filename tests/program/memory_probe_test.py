@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from data_utils import client_datasets
+from tff_perfed.data_utils import client_datasets
 from tff_perfed import runtime
 from tff_perfed.program import RunConfig
 from tff_perfed.program import memory_probe

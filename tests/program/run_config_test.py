@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from data_utils import client_datasets
+from tff_perfed.data_utils import client_datasets
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.program import run_config

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from binaries import train
+from tff_perfed.binaries import train
 import processes
 from tff_perfed import runtime
 from tff_perfed.runtime import local_cpp
@@ -26,7 +26,7 @@ ARGS = ['--dataset=digits', '--rounds_per_checkpoint=1',
 
 def _start(tmp_path, rounds, runtime_name='cpp'):
   return subprocess.Popen(
-      [sys.executable, '-m', 'binaries.train', *ARGS, f'--rounds={rounds}',
+      [sys.executable, '-m', 'tff_perfed.binaries.train', *ARGS, f'--rounds={rounds}',
        f'--output_dir={tmp_path}/run', f'--runtime={runtime_name}'],
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       env=dict(os.environ, PYTHONPATH=ROOT))

@@ -622,7 +622,7 @@ def test_worker_binary_serves_a_driver_and_stops_on_sigterm(
   del restore_default_context
   port = portpicker.pick_unused_port()
   process = subprocess.Popen(
-      [sys.executable, '-m', 'binaries.worker', f'--port={port}'], cwd=ROOT,
+      [sys.executable, '-m', 'tff_perfed.binaries.worker', f'--port={port}'], cwd=ROOT,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       env=dict(os.environ, PYTHONPATH=ROOT))
   try:
@@ -653,7 +653,7 @@ def test_worker_binary_serves_a_driver_and_stops_on_sigterm(
 
 def test_worker_binary_bad_flag_is_one_error_line():
   result = subprocess.run(
-      [sys.executable, '-m', 'binaries.worker', '--port=70000'], cwd=ROOT,
+      [sys.executable, '-m', 'tff_perfed.binaries.worker', '--port=70000'], cwd=ROOT,
       capture_output=True, timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
   assert result.returncode == 2
   lines = result.stderr.decode().strip().splitlines()

@@ -6,3 +6,6 @@
 * `learning_utils`: helpers every builder shares.
 * `registry`: the algorithms a run can name.
 """
+
+# Owns TFF's default context before TFF is used (tff_perfed.runtime).
+from tff_perfed import runtime as _runtime  # pylint: disable=unused-import

@@ -5,3 +5,6 @@
 * `summaries`: over clients (mean, 10th percentile, worst) and over seeds
   (spread, paired difference with a confidence interval).
 """
+
+# Owns TFF's default context before TFF is used (tff_perfed.runtime).
+from tff_perfed import runtime as _runtime  # pylint: disable=unused-import

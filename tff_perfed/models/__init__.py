@@ -10,6 +10,9 @@
 * `functional`: the shared loss, metrics and `functional_model` wrapper.
 """
 
+# Owns TFF's default context before TFF is used (tff_perfed.runtime).
+from tff_perfed import runtime as _runtime  # pylint: disable=unused-import
+
 from tff_perfed.models import functional
 from tff_perfed.models import split
 from tff_perfed.models.char_lstm import build_char_lstm

@@ -16,6 +16,9 @@
   failing writes as one-line `OutputWriteError`s).
 """
 
+# Owns TFF's default context before TFF is used (tff_perfed.runtime).
+from tff_perfed import runtime as _runtime  # pylint: disable=unused-import
+
 from tff_perfed.program.experiment import run_experiment
 from tff_perfed.program.experiment import RunDirectoryError
 from tff_perfed.program.run_config import RunConfig

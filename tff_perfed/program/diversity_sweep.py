@@ -47,8 +47,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow_federated as tff
 
-from data_utils import client_datasets
-from data_utils import tasks
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import tasks
 from tff_perfed import validation
 from tff_perfed.evaluation import costs
 from tff_perfed.evaluation import local_models

@@ -46,11 +46,11 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import client_checks
-from data_utils import client_datasets
-from data_utils import diversity
-from data_utils import federated_dataset
-from data_utils import tasks
+from tff_perfed.data_utils import client_checks
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import diversity
+from tff_perfed.data_utils import federated_dataset
+from tff_perfed.data_utils import tasks
 from tff_perfed.algorithms import registry
 from tff_perfed.evaluation import costs
 from tff_perfed.evaluation import personalization

@@ -169,7 +169,7 @@ def sampling_each_round(on_round: Callable[[int], None]) -> Iterator[None]:
   starts round r + 1, which is after round r was trained, evaluated,
   released and saved; this wraps that function for the block.
   """
-  from data_utils import client_datasets  # pylint: disable=g-import-not-at-top
+  from tff_perfed.data_utils import client_datasets  # pylint: disable=g-import-not-at-top
   original = client_datasets.training_datasets
 
   def training_datasets(*args, round_num, **kwargs):

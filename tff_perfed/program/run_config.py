@@ -18,9 +18,9 @@ import dataclasses
 import enum
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from data_utils import client_datasets
-from data_utils import diversity
-from data_utils import tasks
+from tff_perfed.data_utils import client_datasets
+from tff_perfed.data_utils import diversity
+from tff_perfed.data_utils import tasks
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import registry

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from data_utils import client_datasets
+from tff_perfed.data_utils import client_datasets
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import per_fedavg
 

@@ -57,8 +57,6 @@ USER_PIPELINE_KINDS = ('plain', 'plain_with_options', 'plain_with_tf_defaults',
 DIVERSITY_ZETA = 0.5
 _POLL_SECONDS = 0.1
 _STDERR_TAIL_LINES = 20
-_REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 
 # The issue's goals, on the developer's 2-core machine, for EMNIST-62.
 GOAL_START_SECONDS = 60.0
@@ -151,7 +149,7 @@ def _user_pipelines_child(spec: ChildSpec) -> Dict[str, Any]:
   # pylint: disable=g-import-not-at-top
   import numpy as np
   import tensorflow as tf
-  from data_utils import client_datasets
+  from tff_perfed.data_utils import client_datasets
   from tff_perfed import runtime
   from tff_perfed.algorithms import registry
   from tff_perfed.program import experiment
@@ -215,14 +213,15 @@ def run_measured_child(spec: ChildSpec, log_path: str) -> Dict[str, Any]:
     ChildFailedError: If the child fails; the message ends with its
       stderr's last lines.
   """
-  # As a binary runs: from the repository's root, TF's C++ logs quiet.
+  # As a binary runs (in this directory, with the installed package), TF's
+  # C++ logs quiet.
   environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   spec = dataclasses.replace(spec, command_time=time.time())
   with open(log_path, 'w') as log:
     child = subprocess.Popen(
         [sys.executable, '-m', 'tff_perfed.program.scale_benchmark',
          json.dumps(dataclasses.asdict(spec))],
-        stdout=log, stderr=subprocess.STDOUT, cwd=_REPOSITORY_ROOT,
+        stdout=log, stderr=subprocess.STDOUT,
         env=environment)
     peak = 0.0
     while child.poll() is None:
@@ -245,8 +244,8 @@ def run_measured_child(spec: ChildSpec, log_path: str) -> Dict[str, Any]:
 def prepare_data(dataset: str, data_dir: str) -> float:
   """Writes `dataset`'s twin (or builds the reconstruction); seconds."""
   # pylint: disable=g-import-not-at-top
-  from data_utils import shakespeare_plays
-  from data_utils import twins
+  from tff_perfed.data_utils import shakespeare_plays
+  from tff_perfed.data_utils import twins
   # pylint: enable=g-import-not-at-top
   start = time.perf_counter()
   if dataset == 'shakespeare_plays':

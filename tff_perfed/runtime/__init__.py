@@ -10,8 +10,10 @@
 * `in_process`: a TFF executor that interprets compiled computations and
   runs their TF graphs (imported by `tensorflow_graphs`) in this process.
 * `remote`: contexts over TFF's worker service.
-* `default_context`: what importing `tff_perfed` does to TFF's own default
-  context (replaces it by the owned `cpp` equivalent).
+* `default_context`: what importing this package does to TFF's own default
+  context (replaces it by the owned `cpp` equivalent, or `in_process` on a
+  GPU machine). Every sub-package of `tff_perfed` that uses TFF imports this
+  one first, so that any import of the library owns the context.
 """
 
 from tff_perfed.runtime.default_context import own_default_context
@@ -28,3 +30,5 @@ from tff_perfed.runtime.registry import default_runtime
 from tff_perfed.runtime.registry import names
 from tff_perfed.runtime.registry import RUNTIMES
 from tff_perfed.runtime.registry import set_execution_context
+
+own_default_context()
