@@ -50,15 +50,20 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum(
     'algorithm', 'per_fedavg', registry.names(), 'The algorithm: ' + '; '.join(
         f'{a.name}: {a.summary}' for a in registry.ALGORITHMS.values()))
-flags.DEFINE_enum(
-    'dataset', 'digits', tasks.names(), 'The dataset and its model: ' +
-    '; '.join(f'{t.name}: {t.summary}' for t in tasks.TASKS.values()))
+flags.DEFINE_string(
+    'dataset', 'digits', 'The dataset and its model: ' +
+    '; '.join(f'{t.name}: {t.summary}' for t in tasks.TASKS.values()) +
+    '; tfds:NAME: a TFDS image or text classification dataset prepared in '
+    '--data_dir (default: TFDS\'s data directory), e.g. tfds:mnist; its '
+    'model is chosen from its features.')
 flags.DEFINE_string(
     'data_dir', None, 'Directory with the dataset\'s file: TFF\'s SQLite '
     'files (emnist_all.sqlite, shakespeare.sqlite, cifar100.sqlite; default: '
     'TFF\'s cache ~/.tff, where load_data() leaves them), Keras\'s mnist.npz '
     '(default: Keras\'s cache), or where shakespeare_plays is built '
-    '(default: $XDG_CACHE_HOME/tff_perfed or ~/.cache/tff_perfed). Not '
+    '(default: $XDG_CACHE_HOME/tff_perfed or ~/.cache/tff_perfed), or a '
+    'TFDS data directory for tfds:NAME (default: $TFDS_DATA_DIR or '
+    '~/tensorflow_datasets). Not '
     'needed for digits, mnist_5k or synthetic data.')
 flags.DEFINE_bool('use_synthetic_data', False,
                   'Random data of the dataset\'s structure.')

@@ -112,7 +112,8 @@ class SweepResult:
 
 def build_local_model_eval(config: run_config_lib.RunConfig, steps: int):
   """The local models' computation for the run's dataset (built once)."""
-  model = tasks.get(config.dataset).build_model(0)  # Weights are an input.
+  # Weights are an input.
+  model = tasks.get(config.dataset, config.data_dir).build_model(0)
   return local_models.build_local_model_eval(model, steps=steps,
                                              learning_rate=config.beta)
 
@@ -126,7 +127,7 @@ def local_model_accuracies(config: run_config_lib.RunConfig, dataset,
   learning rate `beta` on batches of `batch_size` of the client's train
   split, cycled; `evaluate` is `build_local_model_eval(config, steps)`.
   """
-  task = tasks.get(config.dataset)
+  task = tasks.get(config.dataset, config.data_dir)
   model = task.build_model(config.seed_for(SeedKind.MODEL))
   seed = client_datasets.derive_seed(config.seed_for(SeedKind.SHUFFLE),
                                      'local_models')

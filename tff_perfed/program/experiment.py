@@ -163,7 +163,7 @@ def load_dataset(config: RunConfig) -> federated_dataset.FederatedDataset:
     DatasetError: If the data cannot be loaded, a client is unusable under
       `strict_data`, or too few clients are left.
   """
-  task = tasks.get(config.dataset)
+  task = tasks.get(config.dataset, config.data_dir)
   partition_seed = config.seed_for(SeedKind.PARTITION)
   dataset = task.load(
       data_dir=config.data_dir,
@@ -196,7 +196,7 @@ def model_builder(config: RunConfig) -> Callable[[], Any]:
   (AFML) the task's `build_split_model` (`RunConfig` checks that the task
   has one); both seeded by the model seed.
   """
-  task = tasks.get(config.dataset)
+  task = tasks.get(config.dataset, config.data_dir)
   model_seed = config.seed_for(SeedKind.MODEL)
   if registry.get(config.algorithm).uses_split_model:
     return lambda: task.build_split_model(model_seed)
@@ -342,7 +342,7 @@ def personalized_evaluation(
   chunk's datasets are made once for the whole run. The scores do not
   depend on the chunking (each client's batches derive from its id).
   """
-  task = tasks.get(config.dataset)
+  task = tasks.get(config.dataset, config.data_dir)
   algorithm = registry.get(config.algorithm)
   evaluation_params = config.personalization_params()
   evaluate = personalization.build_personalization_eval(

@@ -21,6 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from tff_perfed.data_utils import client_datasets
 from tff_perfed.data_utils import diversity
 from tff_perfed.data_utils import tasks
+from tff_perfed.data_utils import tfds_source
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import registry
@@ -59,9 +60,11 @@ class RunConfig:
 
   Attributes:
     algorithm: A name in `tff_perfed.algorithms.registry`.
-    dataset: A name in `data_utils.tasks`.
-    data_dir: Directory with the dataset's file, if it needs one; None:
-      the dataset's default place (TFF's or Keras's cache, this package's).
+    dataset: A name in `data_utils.tasks`, or `tfds:NAME` (a TFDS dataset,
+      `data_utils.tfds_source`).
+    data_dir: Directory with the dataset's file, if it needs one (for
+      `tfds:NAME`, the TFDS data directory); None: the dataset's default
+      place (TFF's or Keras's cache, this package's, TFDS's).
     use_synthetic_data: Random data of the dataset's structure.
     rounds: Total training rounds (a rerun with more rounds resumes).
     clients_per_round: Clients sampled per round, without replacement.
@@ -146,8 +149,11 @@ class RunConfig:
 
   def __post_init__(self):
     validation.require_choice('algorithm', self.algorithm, registry.names())
-    validation.require_choice('dataset', self.dataset, tasks.names())
+    tasks.require_known(self.dataset)
+    # A TFDS dataset's task is only read when the run loads it; every one has
+    # a split model.
     if (registry.get(self.algorithm).uses_split_model and
+        not tfds_source.is_tfds_name(self.dataset) and
         tasks.get(self.dataset).build_split_model is None):
       split_tasks = [name for name in tasks.names()
                      if tasks.get(name).build_split_model is not None]
