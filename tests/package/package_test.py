@@ -178,3 +178,12 @@ def test_importing_a_binarys_first_module_loads_no_tensorflow():
        'm.startswith(("tensorflow", "numpy"))))'],
       capture_output=True, text=True, timeout=120, env=ENVIRONMENT)
   assert result.stdout.strip() == '[]', result.stderr
+
+
+def test_build_names_every_python_file_of_the_checkout():
+  build = (ROOT / 'BUILD').read_text()
+  listed = set(re.findall(r'"([^"]+\.py)"', build))
+  tracked = subprocess.run(['git', 'ls-files', '*.py'], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+  assert sorted(set(tracked) - listed) == []
+  assert sorted(p for p in listed if not (ROOT / p).exists()) == []
