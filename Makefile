@@ -24,7 +24,7 @@ define IMPORT_CHECK
 import tff_perfed.program, tff_perfed.data_utils.tasks
 import tensorflow as tf, tensorflow_federated as tff, tensorflow_datasets as tfds
 import absl, matplotlib, numpy, scipy, sklearn, tqdm, portpicker, grpc
-import pytest, hypothesis, xdist, nbclient, nbformat, ipykernel
+import pytest, hypothesis, xdist, nbclient, nbformat, ipykernel, IPython
 print('tensorflow', tf.__version__, 'tensorflow_federated', tff.__version__,
       'tensorflow_datasets', tfds.__version__)
 endef
@@ -42,8 +42,11 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 # from requirements.in (this package with every extra) and the overrides.
 # `uv pip compile` keeps the versions the lock already has unless told to
 # upgrade: make lock LOCK_OPTIONS=--upgrade (or --upgrade-package NAME).
+# Needs only uv (from the lock), not a working install: a lock that installs
+# a broken set must be fixable by `make lock`.
 LOCK_OPTIONS ?=
-lock: install
+lock:
+	test -x $(VENV)/bin/uv || $(MAKE) install
 	$(VENV)/bin/uv pip compile requirements.in \
 	    --overrides requirements-overrides.txt --generate-hashes \
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_31 \

@@ -1,12 +1,42 @@
-"""Figures of a run and of a multi-seed comparison (matplotlib, Agg)."""
+"""Figures of a run and of a multi-seed comparison (matplotlib, Agg).
 
+matplotlib is the package's `plots` extra: without it every figure is left
+out (one warning, once, naming the extra) and the run's other outputs are
+written as usual; the functions that return figure paths return none.
+"""
+
+import functools
+import importlib.util
 import os
 from typing import Mapping, Sequence
 
+from absl import logging
 import numpy as np
 
 from tff_perfed.evaluation import personalization
 from tff_perfed.program import outputs
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+  """Whether matplotlib is installed; warns once when it is not."""
+  if importlib.util.find_spec('matplotlib') is not None:
+    return True
+  logging.warning('matplotlib is not installed (pip install '
+                  '"tff-perfed[plots]"): figures are left out.')
+  return False
+
+
+def _figures_need_matplotlib(without):
+  """Makes a figure function return `without` when matplotlib is absent."""
+  def decorate(function):
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+      if not available():
+        return without
+      return function(*args, **kwargs)
+    return wrapped
+  return decorate
 
 
 def _pyplot():
@@ -35,6 +65,7 @@ def _save(figure, png_path: str) -> None:
     raise outputs.OutputWriteError(png_path, e) from e
 
 
+@_figures_need_matplotlib(without=None)
 def plot_run_accuracy(metrics_csv_path: str, png_path: str,
                       personalization_steps: int, title: str) -> None:
   """Mean personalized accuracy at k = 0, 1, K over rounds, from metrics.csv."""
@@ -69,6 +100,7 @@ def _plot_mean_and_band(axis, curves: Mapping[str, Mapping[int, Sequence[
                       alpha=alpha)
 
 
+@_figures_need_matplotlib(without=None)
 def plot_seed_curves(curves: Mapping[str, Mapping[int, Sequence[float]]],
                      png_path: str, *, title: str, ylabel: str) -> None:
   """One line per label: the mean over seeds, shaded from min to max.
@@ -109,6 +141,7 @@ def _by_arm_and_zeta(rows, column: str):
   return grouped
 
 
+@_figures_need_matplotlib(without=[])
 def plot_sweep(rows: Sequence[Mapping[str, object]],
                clients: Mapping[str, Mapping[str, Mapping[str, Sequence[
                    float]]]], labels: Mapping[str, str], output_dir: str,
@@ -218,6 +251,7 @@ def plot_sweep(rows: Sequence[Mapping[str, object]],
   return paths
 
 
+@_figures_need_matplotlib(without=None)
 def plot_curve_panels(
     panels: Mapping[str, Mapping[str, Mapping[int, Sequence[float]]]],
     png_path: str, *, ylabel: str, columns: int = 2) -> None:
