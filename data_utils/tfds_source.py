@@ -291,7 +291,8 @@ def load(name: str, shape: Layout, *, data_dir: Optional[str] = None,
     shape: Its `Layout` (from its `DatasetInfo`).
     data_dir: The TFDS data directory; None for TFDS's default.
     use_synthetic_data: Random class-conditional examples of the dataset's
-      layout instead; nothing is read.
+      layout instead; no example is read (the layout still comes from the
+      prepared dataset's `DatasetInfo`).
     seed: Seed of the deal to users (and of the synthetic examples).
 
   Returns:

@@ -18,8 +18,11 @@ Public API:
     GPUs included) or `remote` (TFF workers on other machines).
 
 Sub-packages: `algorithms` (one module per algorithm and their registry),
-`models`, `evaluation`, `program` (the training loop and run outputs) and
-`runtime`.
+`models`, `evaluation`, `program` (the training loop and run outputs),
+`runtime`, `data_utils` (the datasets; the repository's `data_utils/`) and
+`binaries` (the programs; the repository's `binaries/`, installed as
+sub-packages so that a user's own modules of those names cannot shadow
+them).
 
 Importing any part of the package that uses TFF (`tff_perfed.runtime`, which
 every sub-package imports first, or a name below) replaces TFF's
@@ -32,7 +35,6 @@ tff_perfed.binaries.exits`, every binary's first statement, loads no
 TensorFlow: an interrupt during TensorFlow's import must already find the
 binary's signal handlers (`tff_perfed.binaries.exits`).
 """
-
 
 import importlib
 from typing import Any, List
