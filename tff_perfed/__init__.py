@@ -11,6 +11,9 @@ Public API:
     models split into a Gaussian encoder and a head (`models.SplitModel`);
     `afml.afml_gradients`: its gradients (eq. 4, Algorithm 1), a pure TF
     function.
+  * `build_ditto`, `DittoParams`: Ditto (Li et al. 2021), whose clients
+    keep personal models across rounds, as a
+    `templates.ClientStateLearningProcess`.
   * `build_personalization_eval`: per-client scores after k = 0..K steps.
   * `models`: built-in models and `models.from_keras` for Keras models.
   * `runtime`: where computations run; `runtime.set_execution_context(name)`
@@ -49,6 +52,8 @@ _PUBLIC = {
     'meta_gradients': 'tff_perfed.algorithms.meta_gradients',
     'AfmlParams': 'tff_perfed.algorithms.afml',
     'build_afml': 'tff_perfed.algorithms.afml',
+    'build_ditto': 'tff_perfed.algorithms.ditto',
+    'DittoParams': 'tff_perfed.algorithms.ditto',
     'build_fedavg': 'tff_perfed.algorithms.fedavg',
     'FedAvgParams': 'tff_perfed.algorithms.fedavg',
     'HessianMode': 'tff_perfed.algorithms.meta_gradients',

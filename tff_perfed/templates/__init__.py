@@ -1,0 +1,10 @@
+"""Process types beside TFF's `tff.learning.templates`.
+
+* `client_state_process`: `ClientStateLearningProcess`, a learning process
+  whose clients keep state across rounds (`ClientStateProcessOutput`).
+"""
+
+# Owns TFF's default context before TFF is used (tff_perfed.runtime).
+from tff_perfed import runtime as _runtime  # pylint: disable=unused-import
+from tff_perfed.templates.client_state_process import ClientStateLearningProcess
+from tff_perfed.templates.client_state_process import ClientStateProcessOutput
