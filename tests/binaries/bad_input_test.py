@@ -45,7 +45,8 @@ def _snapshot(directory):
 
 
 @pytest.mark.parametrize('args,expected', [
-    (['--dataset=mnist_fashion'], '--dataset=mnist_fashion'),
+    (['--dataset=mnist_fashion'], "--dataset must be one of digits, "),
+    (['--dataset=mnist_fashion'], "tfds:NAME, got 'mnist_fashion'"),
     (['--hessian_mode=second_order'], '--hessian_mode=second_order'),
     (['--algorithm=fedprox'], '--algorithm=fedprox'),
     (['--rounds=x'], '--rounds=x'),
