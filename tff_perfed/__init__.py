@@ -14,6 +14,8 @@ Public API:
   * `build_ditto`, `DittoParams`: Ditto (Li et al. 2021), whose clients
     keep personal models across rounds, as a
     `templates.ClientStateLearningProcess`.
+  * `build_pfedme`, `PFedMeParams`: pFedMe (Dinh et al. 2020), Moreau
+    envelopes, as a `LearningProcess`.
   * `build_personalization_eval`: per-client scores after k = 0..K steps.
   * `models`: built-in models and `models.from_keras` for Keras models.
   * `runtime`: where computations run; `runtime.set_execution_context(name)`
@@ -54,6 +56,8 @@ _PUBLIC = {
     'build_afml': 'tff_perfed.algorithms.afml',
     'build_ditto': 'tff_perfed.algorithms.ditto',
     'DittoParams': 'tff_perfed.algorithms.ditto',
+    'build_pfedme': 'tff_perfed.algorithms.pfedme',
+    'PFedMeParams': 'tff_perfed.algorithms.pfedme',
     'build_fedavg': 'tff_perfed.algorithms.fedavg',
     'FedAvgParams': 'tff_perfed.algorithms.fedavg',
     'HessianMode': 'tff_perfed.algorithms.meta_gradients',

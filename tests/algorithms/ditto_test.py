@@ -6,55 +6,20 @@ of the F_k, and each personal model's that of F_k + lambda/2 ||v - w*||^2
 (Li et al. 2021, eq. 1), both in closed form.
 """
 
-import collections
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_federated as tff
 
 import tff_perfed
 from tff_perfed import validation
 from tff_perfed.algorithms import ditto
+import least_squares
 
-DIM = 3
-CLIENTS = 4
-EXAMPLES = 12
-
-
-def least_squares_model():
-  @tf.function
-  def predict_on_batch(weights, x, training=True):
-    del training
-    (w,), _ = weights
-    return tf.matmul(x, w)
-
-  @tf.function
-  def loss(output, label, sample_weight=None):
-    del sample_weight
-    return 0.5 * tf.reduce_mean(tf.square(output - label))
-
-  return tff.learning.models.FunctionalModel(
-      initial_weights=((np.zeros((DIM, 1), np.float32),), ()),
-      predict_on_batch_fn=predict_on_batch, loss_fn=loss,
-      input_spec=collections.OrderedDict(
-          x=tf.TensorSpec([None, DIM], tf.float32),
-          y=tf.TensorSpec([None, 1], tf.float32)))
-
-
-def client_arrays(seed=0):
-  rng = np.random.default_rng(seed)
-  arrays = []
-  for k in range(CLIENTS):
-    x = rng.normal(size=(EXAMPLES, DIM))
-    w_k = rng.normal(size=(DIM, 1)) + k
-    arrays.append((x, x @ w_k + 0.1 * rng.normal(size=(EXAMPLES, 1))))
-  return arrays
-
-
-def full_batch(x, y):
-  return tf.data.Dataset.from_tensors(collections.OrderedDict(
-      x=x.astype(np.float32), y=y.astype(np.float32)))
+CLIENTS, DIM = least_squares.CLIENTS, least_squares.DIM
+least_squares_model = least_squares.least_squares_model
+client_arrays = least_squares.client_arrays
+full_batch = least_squares.full_batch
 
 
 def closed_forms(arrays, regularization):
@@ -162,3 +127,19 @@ def test_bad_hyperparameters_are_refused_naming_the_argument(name, value):
   settings[name] = value
   with pytest.raises(validation.ArgumentError, match=name):
     ditto.DittoParams(**settings)
+
+
+def test_a_round_on_in_process_gives_the_cpp_numbers(restore_default_context):
+  del restore_default_context
+  arrays = client_arrays(5)
+  process = tff_perfed.build_ditto(
+      least_squares_model, client_learning_rate=0.1,
+      personal_learning_rate=0.1, regularization=1.0, local_steps=2,
+      personal_steps=2)
+  results = []
+  for name in ('cpp', 'in_process'):
+    tff_perfed.runtime.set_execution_context(name, handle_sigterm=False)
+    _, client_states, _ = run(process, arrays, rounds=2)
+    results.append([s[0] for s in client_states])
+  for got, want in zip(results[1], results[0]):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

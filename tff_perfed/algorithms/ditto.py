@@ -30,7 +30,6 @@ v_k* = (A_k + lambda I)^{-1} (b_k + lambda w*), A_k = X_k^T X_k / n_k,
 b_k = X_k^T y_k / n_k.
 """
 
-import collections
 import dataclasses
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -154,18 +153,10 @@ def build_ditto_client_update(model: FunctionalModel, params: DittoParams):
         tf.where(personal_non_finite > 0, old, new)
         for old, new in zip(personal, new_personal))
 
-    update = tuple(w0 - w for w0, w in zip(start, trainable))
-    update, is_non_finite = learning_utils.zero_if_non_finite(update)
-    if params.client_weighting is ClientWeighting.NUM_EXAMPLES:
-      weight = tf.cast(num_examples, tf.float32)
-    else:
-      weight = tf.constant(1.0)
-    weight = tf.where(is_non_finite > 0, 0.0, weight)
-    metrics_state = tf.cond(is_non_finite > 0,
-                            model.initialize_metrics_state,
-                            lambda: metrics_state)
-    return (tff.learning.templates.ClientResult(
-        update=update, update_weight=weight), new_personal, metrics_state,
+    result, metrics_state, is_non_finite = learning_utils.client_result(
+        model, start, trainable, num_examples, metrics_state,
+        params.client_weighting)
+    return (result, new_personal, metrics_state,
             is_non_finite + personal_non_finite)
 
   return client_update
@@ -237,73 +228,18 @@ def build_ditto(
   initial_weights_fn = learning_utils.build_initial_weights_computation(model)
   weights_type = initial_weights_fn.type_signature.result
   personal_type = weights_type.trainable
-  data_type = learning_utils.dataset_type(model)
   distributor = tff.learning.templates.build_broadcast_process(weights_type)
   aggregator = model_aggregator.create(weights_type.trainable,
                                        tff.TensorType(np.float32))
   finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
       server_optimizer, weights_type)
-  client_update = build_ditto_client_update(model, params)
-
-  @tff.tensorflow.computation(weights_type, data_type, personal_type)
-  def client_update_computation(global_weights, dataset, personal):
-    return client_update(
-        (global_weights.trainable, global_weights.non_trainable), dataset,
-        personal)
-
-  @tff.federated_computation
-  def initialize_fn():
-    return tff.federated_zip(tff.learning.templates.LearningAlgorithmState(
-        global_model_weights=tff.federated_eval(initial_weights_fn,
-                                                tff.SERVER),
-        distributor=distributor.initialize(),
-        client_work=tff.federated_value((), tff.SERVER),
-        aggregator=aggregator.initialize(),
-        finalizer=finalizer.initialize()))
-
-  state_type = initialize_fn.type_signature.result
-
-  @tff.federated_computation(state_type,
-                             tff.FederatedType(data_type, tff.CLIENTS),
-                             tff.FederatedType(personal_type, tff.CLIENTS))
-  def next_fn(state, client_data, client_states):
-    distributed = distributor.next(state.distributor,
-                                   state.global_model_weights)
-    result, personal, metrics_state, is_non_finite = tff.federated_map(
-        client_update_computation,
-        (distributed.result, client_data, client_states))
-    aggregated = aggregator.next(state.aggregator, result.update,
-                                 result.update_weight)
-    finalized = finalizer.next(state.finalizer, state.global_model_weights,
-                               aggregated.result)
-    new_state = tff.federated_zip(tff.learning.templates.LearningAlgorithmState(
-        finalized.result, distributed.state, state.client_work,
-        aggregated.state, finalized.state))
-    client_work = tff.federated_zip(collections.OrderedDict(
-        train=metrics_aggregator(model.finalize_metrics)(metrics_state),
-        num_non_finite_updates=tff.federated_sum(is_non_finite)))
-    metrics = tff.federated_zip(collections.OrderedDict(
-        distributor=distributed.measurements, client_work=client_work,
-        aggregator=aggregated.measurements,
-        finalizer=finalized.measurements))
-    return client_state_process.ClientStateProcessOutput(
-        new_state, personal, metrics)
-
-  @tff.tensorflow.computation(weights_type)
-  def initial_client_state_fn(global_weights):
-    return tuple(tf.identity(w) for w in global_weights.trainable)
-
-  @tff.tensorflow.computation(state_type.member)
-  def get_model_weights_fn(state):
-    return state.global_model_weights
-
-  @tff.tensorflow.computation(state_type.member, personal_type)
-  def personalized_weights_fn(state, personal):
-    return tff.learning.models.ModelWeights(
-        trainable=tuple(tf.identity(v) for v in personal),
-        non_trainable=tuple(tf.identity(w) for w in
-                            state.global_model_weights.non_trainable))
-
-  return client_state_process.ClientStateLearningProcess(
-      initialize_fn, next_fn, initial_client_state_fn, get_model_weights_fn,
-      personalized_weights_fn)
+  return client_state_process.compose_client_state_process(
+      initial_weights_fn, distributor,
+      build_ditto_client_update(model, params), personal_type,
+      learning_utils.dataset_type(model),
+      metrics_aggregator(model.finalize_metrics), aggregator, finalizer,
+      initial_client_state=lambda weights: tuple(
+          tf.identity(w) for w in weights.trainable),
+      personalized_weights=lambda weights, personal: (
+          tff.learning.models.ModelWeights(
+              trainable=personal, non_trainable=weights.non_trainable)))

@@ -6,9 +6,11 @@
 * the batch-loss adapter `loss_fn(trainable_weights, batch)` that the pure
   math in `tff_perfed.algorithms.meta_gradients` differentiates;
 * zeroing a non-finite client update (TFF keeps its own helper internal);
-* checking `model_fn` and the federated plumbing arguments.
+* checking `model_fn` and the federated plumbing arguments;
+* a stateless `ClientWorkProcess` around a client's `tf.function`.
 """
 
+import collections
 from typing import Any, Callable, Sequence, Tuple
 
 import tensorflow as tf
@@ -96,6 +98,29 @@ def zero_if_non_finite(update: Sequence[tf.Tensor]
   return zeroed, tf.cast(tf.logical_not(all_finite), tf.int32)
 
 
+def client_result(model: FunctionalModel, start: Sequence[tf.Tensor],
+                  trained: Sequence[tf.Tensor], num_examples: tf.Tensor,
+                  metrics_state, client_weighting):
+  """A client's `(ClientResult, metrics_state, is_non_finite)`.
+
+  The update is `start - trained` (TFF's convention: the finalizer
+  subtracts it), zeroed with weight 0 if any entry is non-finite; the weight
+  is 1 (`UNIFORM`) or the examples read (`NUM_EXAMPLES`); the metrics of a
+  non-finite client are reset, so that they do not pollute the aggregate.
+  """
+  update = tuple(w0 - w for w0, w in zip(start, trained))
+  update, is_non_finite = zero_if_non_finite(update)
+  if client_weighting is tff.learning.ClientWeighting.NUM_EXAMPLES:
+    weight = tf.cast(num_examples, tf.float32)
+  else:
+    weight = tf.constant(1.0)
+  weight = tf.where(is_non_finite > 0, 0.0, weight)
+  metrics_state = tf.cond(is_non_finite > 0, model.initialize_metrics_state,
+                          lambda: metrics_state)
+  return (tff.learning.templates.ClientResult(
+      update=update, update_weight=weight), metrics_state, is_non_finite)
+
+
 def default_server_optimizer(
     server_optimizer_fn) -> tff.learning.optimizers.Optimizer:
   """SGD with learning rate 1.0 (the plain average) unless one is given."""
@@ -119,3 +144,51 @@ def default_model_aggregator(
         'model_aggregator', 'a tff.aggregators.WeightedAggregationFactory',
         type(model_aggregator).__name__)
   return model_aggregator
+
+
+def build_stateless_client_work(
+    model: FunctionalModel, client_update, *,
+    metrics_aggregator) -> tff.learning.templates.ClientWorkProcess:
+  """A stateless `ClientWorkProcess` around `client_update`.
+
+  Args:
+    model: The model whose weights and batches the work takes.
+    client_update: `tf.function((trainable, non_trainable), dataset) ->
+      (ClientResult, metrics_state, is_non_finite)`.
+    metrics_aggregator: Builds the metrics aggregation from the model's
+      finalizer (e.g. `tff.learning.metrics.sum_then_finalize`).
+
+  Returns:
+    A process whose `next` has type signature
+    `(<()@SERVER, ModelWeights@CLIENTS, {dataset}@CLIENTS> ->
+      <state=()@SERVER, result=ClientResult@CLIENTS,
+       measurements=<train=metrics, num_non_finite_updates=int32>@SERVER>)`.
+  """
+  weights_type = model_weights_type(model)
+  data_type = dataset_type(model)
+
+  @tff.tensorflow.computation(weights_type, data_type)
+  def client_update_computation(initial_weights, dataset):
+    return client_update(
+        (initial_weights.trainable, initial_weights.non_trainable), dataset)
+
+  @tff.federated_computation
+  def init_fn():
+    return tff.federated_value((), tff.SERVER)
+
+  @tff.federated_computation(
+      tff.FederatedType((), tff.SERVER),
+      tff.FederatedType(weights_type, tff.CLIENTS),
+      tff.FederatedType(data_type, tff.CLIENTS))
+  def next_fn(state, weights, client_data):
+    client_result, metrics_state, is_non_finite = tff.federated_map(
+        client_update_computation, (weights, client_data))
+    train_metrics = metrics_aggregator(model.finalize_metrics)(metrics_state)
+    measurements = tff.federated_zip(
+        collections.OrderedDict(
+            train=train_metrics,
+            num_non_finite_updates=tff.federated_sum(is_non_finite)))
+    return tff.templates.MeasuredProcessOutput(state, client_result,
+                                               measurements)
+
+  return tff.learning.templates.ClientWorkProcess(init_fn, next_fn)

@@ -18,7 +18,6 @@ custom `ClientWorkProcess` (the only new code), a `tff.aggregators` mean and
 `build_apply_optimizer_finalizer`.
 """
 
-import collections
 import dataclasses
 from typing import List, Optional
 
@@ -137,20 +136,9 @@ def build_per_fedavg_client_update(model: FunctionalModel,
       for batch in batches:
         num_examples += tf.cast(tf.shape(batch['y'])[0], tf.int64)
 
-    update = tuple(tf.nest.map_structure(tf.subtract, initial_trainable,
-                                         trainable))
-    update, is_non_finite = learning_utils.zero_if_non_finite(update)
-    if params.client_weighting is ClientWeighting.NUM_EXAMPLES:
-      weight = tf.cast(num_examples, tf.float32)
-    else:
-      weight = tf.constant(1.0)
-    weight = tf.where(is_non_finite > 0, 0.0, weight)
-    # Non-finite training must not pollute the aggregated metrics either.
-    metrics_state = tf.cond(is_non_finite > 0,
-                            model.initialize_metrics_state,
-                            lambda: metrics_state)
-    return (tff.learning.templates.ClientResult(
-        update=update, update_weight=weight), metrics_state, is_non_finite)
+    return learning_utils.client_result(model, initial_trainable, trainable,
+                                        num_examples, metrics_state,
+                                        params.client_weighting)
 
   return client_update
 
@@ -185,35 +173,9 @@ def build_per_fedavg_client_work(
     <state=()@SERVER, result=ClientResult@CLIENTS,
      measurements=<train=metrics, num_non_finite_updates=int32>@SERVER>)`.
   """
-  weights_type = learning_utils.model_weights_type(model)
-  data_type = learning_utils.dataset_type(model)
-  client_update = build_per_fedavg_client_update(model, params)
-
-  @tff.tensorflow.computation(weights_type, data_type)
-  def client_update_computation(initial_weights, dataset):
-    return client_update(
-        (initial_weights.trainable, initial_weights.non_trainable), dataset)
-
-  @tff.federated_computation
-  def init_fn():
-    return tff.federated_value((), tff.SERVER)
-
-  @tff.federated_computation(
-      tff.FederatedType((), tff.SERVER),
-      tff.FederatedType(weights_type, tff.CLIENTS),
-      tff.FederatedType(data_type, tff.CLIENTS))
-  def next_fn(state, weights, client_data):
-    client_result, metrics_state, is_non_finite = tff.federated_map(
-        client_update_computation, (weights, client_data))
-    train_metrics = metrics_aggregator(model.finalize_metrics)(metrics_state)
-    measurements = tff.federated_zip(
-        collections.OrderedDict(
-            train=train_metrics,
-            num_non_finite_updates=tff.federated_sum(is_non_finite)))
-    return tff.templates.MeasuredProcessOutput(state, client_result,
-                                               measurements)
-
-  return tff.learning.templates.ClientWorkProcess(init_fn, next_fn)
+  return learning_utils.build_stateless_client_work(
+      model, build_per_fedavg_client_update(model, params),
+      metrics_aggregator=metrics_aggregator)
 
 
 def build_per_fedavg(

@@ -18,10 +18,17 @@ TFF's and in its style:
 
 Where the client states are kept between rounds (in memory, on disk) is the
 program's business, not the process's.
+
+`compose_client_state_process` builds one from TFF's parts, as
+`tff.learning.templates.compose_learning_process` does: a distributor, a
+client update that also maps the client's state, an aggregator and a
+finalizer of the global model; only the client's math is new.
 """
 
-from typing import Any, NamedTuple
+import collections
+from typing import Any, Callable, NamedTuple
 
+import tensorflow as tf
 import tensorflow_federated as tff
 
 
@@ -90,3 +97,108 @@ class ClientStateLearningProcess(tff.templates.IterativeProcess):
   @property
   def client_state_type(self) -> tff.Type:
     return self._initial_client_state_fn.type_signature.result
+
+
+def compose_client_state_process(
+    initial_model_weights_fn: tff.Computation,
+    distributor: tff.templates.MeasuredProcess,
+    client_update: Callable[..., Any],
+    client_state_type: tff.Type,
+    data_type: tff.Type,
+    finalize_metrics: Callable[[Any], Any],
+    aggregator: tff.templates.AggregationProcess,
+    finalizer: tff.learning.templates.FinalizerProcess,
+    *,
+    initial_client_state: Callable[[Any], Any],
+    personalized_weights: Callable[[Any, Any], Any],
+) -> ClientStateLearningProcess:
+  """A `ClientStateLearningProcess` from TFF's parts and the client's math.
+
+  Args:
+    initial_model_weights_fn: `( -> ModelWeights)`, a TF computation.
+    distributor: Broadcasts the global `ModelWeights` (e.g.
+      `tff.learning.templates.build_broadcast_process`).
+    client_update: A `tf.function(model_weights, dataset, client_state) ->
+      (ClientResult, client_state, metrics_state, is_non_finite)`, where
+      `model_weights` is `(trainable, non_trainable)` and `is_non_finite` an
+      int32 (summed into `num_non_finite_updates`).
+    client_state_type: The type of a client's state.
+    data_type: The type of a client's dataset.
+    finalize_metrics: Federated: metrics states at CLIENTS -> metrics at
+      SERVER (e.g. `tff.learning.metrics.sum_then_finalize(finalize)`).
+    aggregator: Of the global model's updates, weighted.
+    finalizer: Applies the aggregated update to the global model.
+    initial_client_state: TF ops: global `ModelWeights` -> a newcomer's
+      state.
+    personalized_weights: TF ops: (global `ModelWeights`, client state) ->
+      the `ModelWeights` the client is evaluated with.
+
+  Returns:
+    The process; its state is a `tff.learning.templates.
+    LearningAlgorithmState` (with `client_work=()`), its metrics those of
+    `compose_learning_process`.
+  """
+  weights_type = initial_model_weights_fn.type_signature.result
+
+  @tff.tensorflow.computation(weights_type, data_type, client_state_type)
+  def client_update_computation(model_weights, dataset, client_state):
+    return client_update(
+        (model_weights.trainable, model_weights.non_trainable), dataset,
+        client_state)
+
+  @tff.federated_computation
+  def initialize_fn():
+    return tff.federated_zip(tff.learning.templates.LearningAlgorithmState(
+        global_model_weights=tff.federated_eval(initial_model_weights_fn,
+                                                tff.SERVER),
+        distributor=distributor.initialize(),
+        client_work=tff.federated_value((), tff.SERVER),
+        aggregator=aggregator.initialize(),
+        finalizer=finalizer.initialize()))
+
+  state_type = initialize_fn.type_signature.result
+
+  @tff.federated_computation(
+      state_type, tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(client_state_type, tff.CLIENTS))
+  def next_fn(state, client_data, client_states):
+    distributed = distributor.next(state.distributor,
+                                   state.global_model_weights)
+    result, new_client_states, metrics_state, is_non_finite = (
+        tff.federated_map(client_update_computation,
+                          (distributed.result, client_data, client_states)))
+    aggregated = aggregator.next(state.aggregator, result.update,
+                                 result.update_weight)
+    finalized = finalizer.next(state.finalizer, state.global_model_weights,
+                               aggregated.result)
+    new_state = tff.federated_zip(tff.learning.templates.LearningAlgorithmState(
+        finalized.result, distributed.state, state.client_work,
+        aggregated.state, finalized.state))
+    client_work = tff.federated_zip(collections.OrderedDict(
+        train=finalize_metrics(metrics_state),
+        num_non_finite_updates=tff.federated_sum(is_non_finite)))
+    metrics = tff.federated_zip(collections.OrderedDict(
+        distributor=distributed.measurements, client_work=client_work,
+        aggregator=aggregated.measurements,
+        finalizer=finalized.measurements))
+    return ClientStateProcessOutput(new_state, new_client_states, metrics)
+
+  @tff.tensorflow.computation(weights_type)
+  def initial_client_state_fn(model_weights):
+    return initial_client_state(model_weights)
+
+  @tff.tensorflow.computation(state_type.member)
+  def get_model_weights_fn(state):
+    return state.global_model_weights
+
+  @tff.tensorflow.computation(state_type.member, client_state_type)
+  def personalized_weights_fn(state, client_state):
+    weights = personalized_weights(state.global_model_weights, client_state)
+    return tff.learning.models.ModelWeights(
+        trainable=tuple(tf.identity(w) for w in weights.trainable),
+        non_trainable=tuple(tf.identity(w) for w in weights.non_trainable))
+
+  return ClientStateLearningProcess(initialize_fn, next_fn,
+                                    initial_client_state_fn,
+                                    get_model_weights_fn,
+                                    personalized_weights_fn)
