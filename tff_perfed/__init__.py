@@ -16,6 +16,8 @@ Public API:
     `templates.ClientStateLearningProcess`.
   * `build_pfedme`, `PFedMeParams`: pFedMe (Dinh et al. 2020), Moreau
     envelopes, as a `LearningProcess`.
+  * `build_apfl`, `ApflParams`: APFL (Deng et al. 2020), a personal model
+    mixed with the global one, as a `templates.ClientStateLearningProcess`.
   * `build_personalization_eval`: per-client scores after k = 0..K steps.
   * `models`: built-in models and `models.from_keras` for Keras models.
   * `runtime`: where computations run; `runtime.set_execution_context(name)`
@@ -58,6 +60,8 @@ _PUBLIC = {
     'DittoParams': 'tff_perfed.algorithms.ditto',
     'build_pfedme': 'tff_perfed.algorithms.pfedme',
     'PFedMeParams': 'tff_perfed.algorithms.pfedme',
+    'build_apfl': 'tff_perfed.algorithms.apfl',
+    'ApflParams': 'tff_perfed.algorithms.apfl',
     'build_fedavg': 'tff_perfed.algorithms.fedavg',
     'FedAvgParams': 'tff_perfed.algorithms.fedavg',
     'HessianMode': 'tff_perfed.algorithms.meta_gradients',
