@@ -18,6 +18,9 @@ Public API:
     envelopes, as a `LearningProcess`.
   * `build_apfl`, `ApflParams`: APFL (Deng et al. 2020), a personal model
     mixed with the global one, as a `templates.ClientStateLearningProcess`.
+  * `build_fedrep`, `build_fedper`: FedRep (Collins et al. 2021) and FedPer
+    (Arivazhagan et al. 2019), a shared body and personal heads, on split
+    models.
   * `build_personalization_eval`: per-client scores after k = 0..K steps.
   * `models`: built-in models and `models.from_keras` for Keras models.
   * `runtime`: where computations run; `runtime.set_execution_context(name)`
@@ -62,6 +65,8 @@ _PUBLIC = {
     'PFedMeParams': 'tff_perfed.algorithms.pfedme',
     'build_apfl': 'tff_perfed.algorithms.apfl',
     'ApflParams': 'tff_perfed.algorithms.apfl',
+    'build_fedrep': 'tff_perfed.algorithms.personal_heads',
+    'build_fedper': 'tff_perfed.algorithms.personal_heads',
     'build_fedavg': 'tff_perfed.algorithms.fedavg',
     'FedAvgParams': 'tff_perfed.algorithms.fedavg',
     'HessianMode': 'tff_perfed.algorithms.meta_gradients',
