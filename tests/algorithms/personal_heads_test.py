@@ -146,3 +146,8 @@ def test_bad_hyperparameters_are_refused_naming_the_argument(params, name,
 def test_a_body_that_is_not_an_encoder_is_refused():
   with pytest.raises(validation.ArgumentError, match='body_fn'):
     tff_perfed.build_fedper(head_fn, head_fn, learning_rate=0.1)
+
+
+def test_a_head_that_is_not_a_functional_model_is_refused():
+  with pytest.raises(validation.ArgumentError, match='head_fn'):
+    tff_perfed.build_fedrep(body_fn, body_fn, learning_rate=0.1)

@@ -144,12 +144,8 @@ def build_apfl_client_update(model: FunctionalModel, params: ApflParams):
     metrics_state = model.initialize_metrics_state()
     num_examples = tf.constant(0, tf.int64)
     for batch in dataset.repeat().take(params.local_steps):
-      output = model.predict_on_batch((trainable, non_trainable), batch['x'],
-                                      training=True)
-      metrics_state = model.update_metrics_state(
-          metrics_state, labels=batch['y'],
-          batch_output=tff.learning.models.BatchOutput(
-              loss=model.loss(output, batch['y']), predictions=output))
+      metrics_state = learning_utils.update_train_metrics(
+          model, metrics_state, (trainable, non_trainable), batch)
       trainable, personal, alpha = apfl_local_step(
           loss_fn, trainable, personal, alpha, batch,
           learning_rate=params.learning_rate,

@@ -7,7 +7,8 @@
   math in `tff_perfed.algorithms.meta_gradients` differentiates;
 * zeroing a non-finite client update (TFF keeps its own helper internal);
 * checking `model_fn` and the federated plumbing arguments;
-* a stateless `ClientWorkProcess` around a client's `tf.function`.
+* a stateless `ClientWorkProcess` around a client's `tf.function`, and the
+  pieces every client update shares (train metrics, its `ClientResult`).
 """
 
 import collections
@@ -96,6 +97,16 @@ def zero_if_non_finite(update: Sequence[tf.Tensor]
   zeroed = tuple(
       tf.where(all_finite, u, tf.zeros_like(u)) for u in update)
   return zeroed, tf.cast(tf.logical_not(all_finite), tf.int32)
+
+
+def update_train_metrics(model: FunctionalModel, metrics_state, weights,
+                         batch, *, training: bool = True):
+  """The model's metrics state after scoring `weights` on `batch`."""
+  output = model.predict_on_batch(weights, batch['x'], training=training)
+  return model.update_metrics_state(
+      metrics_state, labels=batch['y'],
+      batch_output=tff.learning.models.BatchOutput(
+          loss=model.loss(output, batch['y']), predictions=output))
 
 
 def client_result(model: FunctionalModel, start: Sequence[tf.Tensor],

@@ -117,13 +117,8 @@ def build_per_fedavg_client_update(model: FunctionalModel,
       if not (inner.has_value() and outer.has_value() and hessian.has_value()):
         break
       batches = (inner.get_value(), outer.get_value(), hessian.get_value())
-      output = model.predict_on_batch((trainable, non_trainable),
-                                      batches[0]['x'], training=True)
-      metrics_state = model.update_metrics_state(
-          metrics_state,
-          labels=batches[0]['y'],
-          batch_output=tff.learning.models.BatchOutput(
-              loss=model.loss(output, batches[0]['y']), predictions=output))
+      metrics_state = learning_utils.update_train_metrics(
+          model, metrics_state, (trainable, non_trainable), batches[0])
       meta_gradient = meta_gradients.per_fedavg_meta_gradient(
           loss_fn,
           trainable,

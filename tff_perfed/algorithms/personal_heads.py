@@ -163,15 +163,17 @@ def fedper_local_update(loss_fn, body: Sequence[tf.Tensor],
 def _build(encoder_fn, head_fn, local_update, client_weighting,
            server_optimizer_fn, model_aggregator, metrics_aggregator):
   """The process around `local_update(loss_fn, body, head, dataset)`."""
-  if not callable(encoder_fn) or not callable(head_fn):
-    raise validation.ArgumentTypeError(
-        'body_fn', 'no-argument callables returning the body '
-        '(models.GaussianEncoder) and the head (FunctionalModel)', encoder_fn)
-  encoder, head = encoder_fn(), head_fn()
-  if not isinstance(encoder, split.GaussianEncoder):
-    raise validation.ArgumentTypeError('body_fn', 'a callable returning a '
-                                       'models.GaussianEncoder',
-                                       type(encoder).__name__)
+  made = []
+  for name, make, kind in (
+      ('body_fn', encoder_fn, split.GaussianEncoder),
+      ('head_fn', head_fn, tff.learning.models.FunctionalModel)):
+    value = make() if callable(make) else make
+    if not isinstance(value, kind):
+      raise validation.ArgumentTypeError(
+          name, f'a no-argument callable returning a {kind.__name__}',
+          type(value).__name__)
+    made.append(value)
+  encoder, head = made
   model = body_and_head_model(encoder, head)
   num_body = len(encoder.initial_weights)
   server_optimizer = learning_utils.default_server_optimizer(
@@ -194,12 +196,9 @@ def _build(encoder_fn, head_fn, local_update, client_weighting,
     whole = start[:num_body] + tuple(personal_head)
     # The model's metrics on the client's data before its round.
     for batch in dataset:
-      output = model.predict_on_batch((whole, non_trainable), batch['x'],
-                                      training=False)
-      metrics_state = model.update_metrics_state(
-          metrics_state, labels=batch['y'],
-          batch_output=tff.learning.models.BatchOutput(
-              loss=model.loss(output, batch['y']), predictions=output))
+      metrics_state = learning_utils.update_train_metrics(
+          model, metrics_state, (whole, non_trainable), batch,
+          training=False)
       num_examples += tf.cast(tf.shape(batch['y'])[0], tf.int64)
     body, new_head = local_update(loss_fn, start[:num_body],
                                   tuple(personal_head), dataset)

@@ -123,12 +123,8 @@ def build_pfedme_client_update(model: FunctionalModel, params: PFedMeParams):
     metrics_state = model.initialize_metrics_state()
     num_examples = tf.constant(0, tf.int64)
     for batch in dataset.repeat().take(params.local_steps):
-      output = model.predict_on_batch((local, non_trainable), batch['x'],
-                                      training=True)
-      metrics_state = model.update_metrics_state(
-          metrics_state, labels=batch['y'],
-          batch_output=tff.learning.models.BatchOutput(
-              loss=model.loss(output, batch['y']), predictions=output))
+      metrics_state = learning_utils.update_train_metrics(
+          model, metrics_state, (local, non_trainable), batch)
       theta = pfedme_personalize(
           loss_fn, local, batch, learning_rate=params.personal_learning_rate,
           regularization=params.regularization, steps=params.inner_steps)
