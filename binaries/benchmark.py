@@ -120,7 +120,8 @@ def variant_config(config, name: str):
   """The run settings of one variant."""
   if name in ('fedavg', 'afml'):
     return config.replace(algorithm=name)
-  return config.replace(algorithm='per_fedavg', hessian_mode=HessianMode(name))
+  return config.replace(algorithm='per_fedavg',
+                        **{'per_fedavg.hessian_mode': HessianMode(name)})
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:

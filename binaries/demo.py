@@ -29,6 +29,7 @@ from absl import flags
 from tff_perfed.binaries import run_flags  # Sets TF's log level before TF is imported.
 from tff_perfed import validation
 from tff_perfed.program import comparison
+from tff_perfed.program import outputs
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 DEMO_FLAGFILE = os.path.join(os.path.dirname(__file__), 'configs',
@@ -66,8 +67,9 @@ def main() -> None:
       seeds=seeds,
       output_dir=_DEMO_OUTPUT_DIR.value,
       final_evaluations=_DEMO_FINAL_EVALUATIONS.value)
-  print(f'\n{config.dataset}, {config.rounds} rounds, alpha={config.alpha}, '
-        f'beta={config.beta}, seeds {", ".join(map(str, seeds))}: mean over '
+  print(f'\n{config.dataset}, {config.rounds} rounds, seeds '
+        f'{", ".join(map(str, seeds))} (settings: '
+        f'{_DEMO_OUTPUT_DIR.value}/seed_*/*/{outputs.CONFIG_FILE}): mean over '
         'clients of each run\'s personalized test scores (mean of its last '
         f'{_DEMO_FINAL_EVALUATIONS.value} evaluations), then over seeds.\n')
   print(comparison.format_table(result))

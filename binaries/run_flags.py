@@ -1,10 +1,17 @@
 """The flags of one training run, declared once for every binary.
 
-Each flag is a field of `tff_perfed.program.RunConfig`, with the same name;
-`config_from_flags` gathers this module's flags with absl's own registry
-(`FlagValues.get_flags_for_module`) into a `RunConfig`, which validates them.
-Choices (`--algorithm`, `--dataset`, `--hessian_mode`) come from the
-registries, so a new algorithm or dataset needs no new flag code.
+The shared flags are the fields of `tff_perfed.program.RunConfig`, with the
+same names. Each algorithm's flags, `--<algorithm>.<field>`, are generated
+from its params dataclass (`registry.Algorithm.settings`: the field's type,
+default and docstring line), so a new algorithm or hyperparameter needs no
+flag code; choices (`--algorithm`, `--dataset`, enum fields) come from the
+registries. `config_from_flags` gathers this module's flags with absl's own
+registry (`FlagValues.get_flags_for_module`) into a `RunConfig`, which
+validates them.
+
+The flags of tff_perfed 0.1 that the algorithms now own (`--alpha`,
+`--beta`, `--hessian_mode`, `--afml_alpha`, ...) still work: each sets the
+flags `RunConfig.LEGACY_SETTINGS` gives it, with a warning naming them.
 
 `main_wrapper` gives a binary its contract for bad input: one `error:` line
 on stderr and exit status 2, never a traceback, and nothing in
@@ -15,6 +22,7 @@ RunError`) is one `error:` line and its `exit_code`. `run` is a binary's
 """
 
 import contextlib
+import enum
 import os
 import sys
 import traceback
@@ -37,6 +45,7 @@ from tff_perfed.data_utils import federated_dataset
 from tff_perfed.data_utils import tasks
 from tff_perfed import errors
 from tff_perfed import runtime
+from tff_perfed import settings as settings_lib
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import registry
@@ -70,31 +79,12 @@ flags.DEFINE_bool('use_synthetic_data', False,
 flags.DEFINE_integer('rounds', 100, 'Total training rounds (a rerun with more '
                      'rounds resumes).')
 flags.DEFINE_integer('clients_per_round', 10, 'Clients sampled per round.')
-flags.DEFINE_integer('local_steps', 4, 'tau: local steps per round.')
+flags.DEFINE_integer('local_steps', 4, 'tau: local steps per round, of '
+                     'every algorithm.')
 flags.DEFINE_float(
-    'alpha', 0.02, 'Inner (adaptation) step: Per-FedAvg\'s alpha (0 reduces '
-    'it to FedAvg), AFML\'s inner step on the head, and the step of the '
-    'personalization SGD at evaluation for every algorithm.')
-flags.DEFINE_float(
-    'beta', 0.05, 'Local step: Per-FedAvg\'s beta (eq. 8), FedAvg\'s client '
-    'SGD learning rate.')
-flags.DEFINE_enum_class(
-    'hessian_mode', meta_gradients.HessianMode.FIRST_ORDER,
-    meta_gradients.HessianMode, 'Per-FedAvg\'s meta-gradient (eq. 9): drop '
-    'the Hessian term, a central difference, or nested tapes.',
-    case_sensitive=False)
-flags.DEFINE_float('hessian_free_delta', 1e-3,
-                   'd of the Hessian-free central difference.')
-flags.DEFINE_float('afml_alpha', 1e-3, 'AFML: weight of L_ENC and L_CONS '
-                   '(eq. 4); 0 switches them off.')
-flags.DEFINE_float('afml_beta', 1e-6, 'AFML: weight of L_CMPX (eq. 4); 0 '
-                   'switches it off.')
-flags.DEFINE_float('head_learning_rate', 0.1,
-                   'AFML: server step eta_1 on the head (Algorithm 1, line 9).')
-flags.DEFINE_float('encoder_learning_rate', 0.1, 'AFML: server step eta_2 on '
-                   'the encoder\'s mean and scale (Algorithm 1, line 10).')
-flags.DEFINE_float('initial_encoder_scale', 1e-3,
-                   'AFML: sigma of every encoder weight at the start.')
+    'personalization_learning_rate', 0.02, 'The SGD step of the '
+    'personalized evaluation\'s adaptation, for every algorithm (FedAvg-FT\'s '
+    'fine-tuning step).')
 flags.DEFINE_integer('batch_size', 10, 'Size of D (every FedAvg batch).')
 flags.DEFINE_integer('batch_size_prime', None,
                      "Size of D'; default --batch_size.")
@@ -133,15 +123,83 @@ flags.DEFINE_bool(
     'listed in dropped_clients.json).')
 
 
+def define_setting_flag(setting: settings_lib.Setting, module_name: str,
+                        help_prefix: str = '') -> None:
+  """Defines `--<setting.name>` from the setting's type, default and help."""
+  kind = setting.type
+  common = dict(name=setting.name, default=setting.default,
+                help=help_prefix + setting.help, module_name=module_name)
+  if isinstance(kind, type) and issubclass(kind, enum.Enum):
+    flags.DEFINE_enum_class(enum_class=kind, case_sensitive=False, **common)
+  else:
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+              float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
+    define(**common)
+
+
+for _algorithm in registry.ALGORITHMS.values():
+  for _setting in _algorithm.settings():
+    define_setting_flag(_setting, __name__, f'{_algorithm.name}: ')
+
+# tff_perfed 0.1's flags, with their old types and defaults.
+_LEGACY_FLAGS = (
+    ('alpha', flags.DEFINE_float, 0.02),
+    ('beta', flags.DEFINE_float, 0.05),
+    ('hessian_free_delta', flags.DEFINE_float, 1e-3),
+    ('afml_alpha', flags.DEFINE_float, 1e-3),
+    ('afml_beta', flags.DEFINE_float, 1e-6),
+    ('head_learning_rate', flags.DEFINE_float, 0.1),
+    ('encoder_learning_rate', flags.DEFINE_float, 0.1),
+    ('initial_encoder_scale', flags.DEFINE_float, 1e-3),
+)
+for _name, _define, _default in _LEGACY_FLAGS:
+  _define(_name, _default, 'Deprecated: sets --' + ', --'.join(
+      run_config.LEGACY_SETTINGS[_name]) + '.')
+flags.DEFINE_enum_class(
+    'hessian_mode', meta_gradients.HessianMode.FIRST_ORDER,
+    meta_gradients.HessianMode, 'Deprecated: sets --' + ', --'.join(
+        run_config.LEGACY_SETTINGS['hessian_mode']) + '.',
+    case_sensitive=False)
+
+
 def config_from_flags() -> run_config.RunConfig:
   """The run's settings from this module's flags; validates them.
 
+  A legacy flag given on the command line or in a flagfile sets its new
+  flags (unless they are given too), with a warning.
+
   Raises:
-    tff_perfed.validation.ArgumentError: Naming the invalid setting.
+    tff_perfed.validation.ArgumentError: Naming the invalid setting, or a
+      legacy flag given beside a new flag it sets.
   """
-  values = {flag.name: flag.value
-            for flag in FLAGS.get_flags_for_module(__name__)}
-  return run_config.RunConfig.from_settings(values)
+  own = FLAGS.get_flags_for_module(__name__)
+  values = {flag.name: flag.value for flag in own
+            if flag.name not in run_config.LEGACY_SETTINGS}
+  legacy = {}
+  for old, new_names in run_config.LEGACY_SETTINGS.items():
+    if not FLAGS[old].present:
+      continue
+    both = [name for name in new_names if FLAGS[name].present]
+    if both:
+      raise validation.ArgumentValueError(
+          old, f'left out when --{both[0]} is given (--{old} is the old name '
+          f'of --{", --".join(new_names)})', FLAGS[old].value)
+    values.update({name: FLAGS[old].value for name in new_names})
+    legacy[old] = new_names
+  try:
+    config = run_config.RunConfig.from_settings(values)
+  except validation.ArgumentError as e:
+    # Name the flag the user wrote, and what it now sets.
+    old = next((old for old, new_names in legacy.items()
+                if e.argument in new_names), None)
+    if old is None:
+      raise
+    raise type(e)(old, f'{e.expected} (--{old} sets --{e.argument})',
+                  e.got) from e
+  for old, new_names in legacy.items():
+    logging.warning('--%s is deprecated: it sets --%s.', old,
+                    ', --'.join(new_names))
+  return config
 
 
 # Every binary parses its flags with this (one `error:` line, exit 2).

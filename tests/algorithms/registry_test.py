@@ -1,4 +1,4 @@
-"""The algorithm registry: names, settings mapping, builders, batch layout."""
+"""The algorithm registry: names, owned settings, builders, batch layout."""
 
 import collections
 import dataclasses
@@ -16,21 +16,13 @@ from tff_perfed.algorithms import registry
 
 @dataclasses.dataclass
 class Run:
-  """The run settings the registry reads (a stand-in for RunConfig)."""
-  alpha: float = 0.05
-  beta: float = 0.1
-  hessian_mode: per_fedavg.HessianMode = per_fedavg.HessianMode.EXACT
-  local_steps: int = 2
-  hessian_free_delta: float = 1e-3
+  """The batch sizes the registry reads (a stand-in for RunConfig)."""
   batch_size: int = 4
   batch_size_prime: int = 3
   batch_size_double_prime: int = 2
-  afml_alpha: float = 1e-3
-  afml_beta: float = 1e-6
-  head_learning_rate: float = 0.1
-  encoder_learning_rate: float = 0.1
-  initial_encoder_scale: float = 1e-3
-  noise_seed_value: int = 0
+
+
+RUN_FIELDS = {'local_steps': 2, 'noise_seed': 0}
 
 
 def test_unknown_algorithm_fails_listing_the_known_ones():
@@ -41,26 +33,52 @@ def test_unknown_algorithm_fails_listing_the_known_ones():
     assert name in str(error.value)
 
 
-def test_run_settings_become_each_algorithms_hyperparameters():
-  assert registry.get('per_fedavg').params_from_run(Run()) == (
-      per_fedavg.PerFedAvgParams(
-          inner_learning_rate=0.05, outer_learning_rate=0.1,
-          hessian_mode=per_fedavg.HessianMode.EXACT, local_steps=2,
-          hessian_free_delta=1e-3))
-  assert registry.get('fedavg').params_from_run(Run()) == (
-      fedavg.FedAvgParams(client_learning_rate=0.1))
+def test_settings_become_each_algorithms_hyperparameters():
+  assert registry.get('per_fedavg').params(
+      {'inner_learning_rate': 0.05, 'hessian_mode': per_fedavg.HessianMode.EXACT},
+      RUN_FIELDS) == per_fedavg.PerFedAvgParams(
+          inner_learning_rate=0.05, outer_learning_rate=0.05,
+          hessian_mode=per_fedavg.HessianMode.EXACT, local_steps=2)
+  # FedAvg has no local_steps: the run's is not passed.
+  assert registry.get('fedavg').params({}, RUN_FIELDS) == (
+      fedavg.FedAvgParams(client_learning_rate=0.05))
 
 
-def test_invalid_setting_is_named_by_its_run_name_and_field():
+def test_every_setting_is_a_documented_field_with_a_default():
+  for algorithm in registry.ALGORITHMS.values():
+    fields = {f.name: f for f in dataclasses.fields(algorithm.params_type)}
+    settings = algorithm.settings()
+    assert [s.field for s in settings] == [
+        name for name in fields if name not in registry.RUN_FIELDS]
+    for setting in settings:
+      assert setting.name == f'{algorithm.name}.{setting.field}'
+      assert setting.default == fields[setting.field].default
+      assert len(setting.help) > 10, setting.name
+    # The defaults are valid hyperparameters.
+    algorithm.params({}, RUN_FIELDS)
+
+
+def test_a_docstring_continuation_line_joins_its_settings_help():
+  (inner,) = [s for s in registry.get('per_fedavg').settings()
+              if s.field == 'inner_learning_rate']
+  assert inner.help.startswith('alpha >= 0, the adaptation step of eq. (4).')
+  assert inner.help.endswith('(a warning says so).')
+
+
+def test_invalid_setting_is_named_by_algorithm_and_field():
   with pytest.raises(validation.ArgumentValueError) as error:
-    registry.get('per_fedavg').params_from_run(Run(alpha=-1.0))
-  assert error.value.argument == 'alpha'
-  assert "per_fedavg's inner_learning_rate" in str(error.value)
+    registry.get('per_fedavg').params({'inner_learning_rate': -1.0},
+                                      RUN_FIELDS)
+  assert error.value.argument == 'per_fedavg.inner_learning_rate'
   assert '-1.0' in str(error.value)
+  with pytest.raises(validation.ArgumentValueError) as error:
+    registry.get('per_fedavg').params({}, dict(RUN_FIELDS, local_steps=0))
+  assert error.value.argument == 'local_steps'  # The run's own setting.
 
 
 def test_alpha_zero_is_accepted_as_the_library_documents():
-  params = registry.get('per_fedavg').params_from_run(Run(alpha=0.0))
+  params = registry.get('per_fedavg').params({'inner_learning_rate': 0.0},
+                                             RUN_FIELDS)
   assert params.inner_learning_rate == 0.0
 
 
@@ -76,7 +94,8 @@ def test_every_algorithm_builds_and_trains_from_run_settings(name):
            models.build_mlp)
   model_fn = lambda: build(input_dim=3, num_classes=2, seed=0,
                            hidden_units=(4,))
-  process = algorithm.build_process(model_fn, algorithm.params_from_run(Run()))
+  process = algorithm.build_process(model_fn,
+                                    algorithm.params({}, RUN_FIELDS))
   rng = np.random.default_rng(0)
   sizes = algorithm.batch_sizes(Run()) * 2
   batches = [collections.OrderedDict(
@@ -92,7 +111,8 @@ def test_every_algorithm_builds_and_trains_from_run_settings(name):
 
 
 def test_afml_reads_its_own_settings_and_evaluates_the_head_on_the_encoder():
-  params = registry.get('afml').params_from_run(Run(alpha=0.03))
+  params = registry.get('afml').params({'inner_learning_rate': 0.03},
+                                       RUN_FIELDS)
   assert (params.inner_learning_rate, params.alpha, params.beta) == (
       0.03, 1e-3, 1e-6)
   split_model = models.build_mlp_split(input_dim=3, num_classes=2, seed=0,

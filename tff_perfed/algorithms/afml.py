@@ -90,11 +90,11 @@ class AfmlParams:
     client_weighting: `UNIFORM` (Algorithm 1's 1/K) or `NUM_EXAMPLES`.
     noise_seed: >= 0, seeds the encoder and representation noise.
   """
-  inner_learning_rate: float
-  alpha: float
-  beta: float
-  head_learning_rate: float
-  encoder_learning_rate: float
+  inner_learning_rate: float = 0.02
+  alpha: float = 1e-3
+  beta: float = 1e-6
+  head_learning_rate: float = 0.1
+  encoder_learning_rate: float = 0.1
   local_steps: int = 1
   initial_encoder_scale: float = 1e-3
   sample_representation: bool = True

@@ -55,8 +55,8 @@ class ApflParams:
     local_steps: >= 1 local steps per round.
     client_weighting: `UNIFORM` or `NUM_EXAMPLES` (the global model's mean).
   """
-  learning_rate: float
-  mixing_weight: float
+  learning_rate: float = 0.05
+  mixing_weight: float = 0.25
   adapt_mixing_weight: bool = True
   local_steps: int = 1
   client_weighting: ClientWeighting = ClientWeighting.UNIFORM

@@ -60,9 +60,9 @@ class DittoParams:
     client_weighting: `UNIFORM` (the plain mean of the trained global
       models) or `NUM_EXAMPLES` (weighted by examples read).
   """
-  client_learning_rate: float
-  personal_learning_rate: float
-  regularization: float
+  client_learning_rate: float = 0.05
+  personal_learning_rate: float = 0.05
+  regularization: float = 0.1
   local_steps: int = 1
   personal_steps: int = 1
   client_weighting: ClientWeighting = ClientWeighting.UNIFORM

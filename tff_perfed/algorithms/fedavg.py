@@ -28,7 +28,7 @@ class FedAvgParams:
     client_learning_rate: > 0, the step of the clients' SGD.
     client_weighting: `UNIFORM` (default) or `NUM_EXAMPLES`.
   """
-  client_learning_rate: float
+  client_learning_rate: float = 0.05
   client_weighting: ClientWeighting = ClientWeighting.UNIFORM
 
   def __post_init__(self):

@@ -55,8 +55,8 @@ class PerFedAvgParams:
     client_weighting: `UNIFORM` (eq. 10's plain average) or `NUM_EXAMPLES`
       (weight by examples read).
   """
-  inner_learning_rate: float
-  outer_learning_rate: float
+  inner_learning_rate: float = 0.02
+  outer_learning_rate: float = 0.05
   hessian_mode: HessianMode = HessianMode.FIRST_ORDER
   local_steps: int = 1
   hessian_free_delta: float = 1e-3

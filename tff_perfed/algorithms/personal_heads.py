@@ -53,7 +53,7 @@ class FedRepParams:
     body_steps: >= 0 body steps per round (head fixed).
     client_weighting: `UNIFORM` or `NUM_EXAMPLES` (of the body's mean).
   """
-  learning_rate: float
+  learning_rate: float = 0.05
   head_steps: int = 10
   body_steps: int = 1
   client_weighting: ClientWeighting = ClientWeighting.UNIFORM
@@ -76,7 +76,7 @@ class FedPerParams:
     local_steps: >= 1 joint steps per round.
     client_weighting: `UNIFORM` or `NUM_EXAMPLES` (of the body's mean).
   """
-  learning_rate: float
+  learning_rate: float = 0.05
   local_steps: int = 1
   client_weighting: ClientWeighting = ClientWeighting.UNIFORM
 

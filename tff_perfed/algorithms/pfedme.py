@@ -60,10 +60,10 @@ class PFedMeParams:
     server_learning_rate: beta > 0, the server's mixing (1 = the mean).
     client_weighting: `UNIFORM` or `NUM_EXAMPLES`.
   """
-  personal_learning_rate: float
-  regularization: float
-  inner_steps: int
-  local_learning_rate: float
+  personal_learning_rate: float = 0.1
+  regularization: float = 15.0
+  inner_steps: int = 5
+  local_learning_rate: float = 0.005
   local_steps: int = 1
   server_learning_rate: float = 1.0
   client_weighting: ClientWeighting = ClientWeighting.UNIFORM

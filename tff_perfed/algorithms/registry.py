@@ -1,24 +1,33 @@
-"""The algorithms a run can name, and how a run's settings reach each one.
+"""The algorithms a run can name, each owning its settings.
 
-A run (`tff_perfed.program.RunConfig`, or the binaries' flags) has one set of
-settings: `alpha`, `beta`, `hessian_mode`, `local_steps`, the batch sizes...
-Each entry here says which of them become which field of the algorithm's
-hyperparameter dataclass, how to build its `LearningProcess`, which batches
-one local step reads, and whether it trains a whole model or one split into
-an encoder and a head (AFML), and so which model the evaluation adapts. Adding an algorithm is its module under
-`tff_perfed/algorithms/` plus one entry in `ALGORITHMS`.
+An algorithm's hyperparameter dataclass is the one place its settings are
+written (`tff_perfed.settings`): every field becomes the run setting and
+flag `<algorithm>.<field>` (`--per_fedavg.inner_learning_rate`), with the
+field's default, validation and docstring line, except the fields in
+`RUN_FIELDS`, which the run gives every algorithm that has them. Each entry
+here adds how to build the algorithm's process, which batches one local step
+reads, and whether it trains a whole model or one split into an encoder and
+a head (AFML), and so which model the evaluation adapts. Adding an algorithm
+is its module under `tff_perfed/algorithms/` plus one entry in `ALGORITHMS`.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow_federated as tff
 
+from tff_perfed import settings as settings_lib
 from tff_perfed import validation
 from tff_perfed.algorithms import afml
 from tff_perfed.algorithms import fedavg
 from tff_perfed.algorithms import per_fedavg
 from tff_perfed.models import split
+
+# Fields a run gives every algorithm whose dataclass has them, rather than
+# settings of the algorithm's own: the shared budget of local steps (so that
+# a comparison's arms get the same), and AFML's noise seed, which the run
+# derives from its seed like every kind of randomness.
+RUN_FIELDS = ('local_steps', 'noise_seed')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +37,8 @@ class Algorithm:
   Attributes:
     name: The name runs use (`--algorithm`).
     summary: One line for help texts.
-    params_type: The frozen hyperparameter dataclass; it validates itself.
-    settings: Maps each field of `params_type` that a run sets to the run
-      setting it comes from (fields left out keep their defaults).
+    params_type: The frozen hyperparameter dataclass; it validates itself,
+      and every field has a default and a line in its docstring.
     build: `build(model_fn, **dataclasses.asdict(params))`, the public
       builder, returning a `tff.learning.templates.LearningProcess`.
     batch_sizes: `batch_sizes(run)`, the sizes of the batches one local step
@@ -45,21 +53,34 @@ class Algorithm:
   name: str
   summary: str
   params_type: type
-  settings: Mapping[str, str]
   build: Callable[..., tff.learning.templates.LearningProcess]
   batch_sizes: Callable[[Any], Tuple[int, ...]]
   local_step: Callable[[Any, Any], Tuple[Callable[..., Any], Any]]
   uses_split_model: bool = False
 
-  def params_from_run(self, run: Any) -> Any:
-    """The validated hyperparameters a run's settings give.
+  def settings(self) -> List[settings_lib.Setting]:
+    """The algorithm's run settings, `<name>.<field>`, in field order."""
+    return settings_lib.settings_of(self.params_type, self.name,
+                                    exclude=RUN_FIELDS)
+
+  def params(self, values: Mapping[str, Any],
+             run_fields: Mapping[str, Any]) -> Any:
+    """The validated hyperparameters.
+
+    Args:
+      values: `{field: value}` for fields that are settings; others keep
+        their defaults.
+      run_fields: `{field: value}` of the `RUN_FIELDS` the run gives; those
+        the dataclass lacks are ignored.
 
     Raises:
-      tff_perfed.validation.ArgumentError: Naming the run setting (e.g.
-        `alpha`) that gave an invalid hyperparameter.
+      tff_perfed.validation.ArgumentError: Naming `<name>.<field>`, or the
+        run's own setting (e.g. `local_steps`).
     """
-    return validation.params_from_settings(self.params_type, self.settings,
-                                           run, self.name)
+    names = {f.name for f in dataclasses.fields(self.params_type)}
+    return settings_lib.build_params(
+        self.params_type, self.name, values,
+        {k: v for k, v in run_fields.items() if k in names})
 
   def build_process(self, model_fn: Callable[[], Any],
                     params: Any) -> tff.learning.templates.LearningProcess:
@@ -87,25 +108,17 @@ def _registry(*algorithms: Algorithm) -> Dict[str, Algorithm]:
 ALGORITHMS: Mapping[str, Algorithm] = _registry(
     Algorithm(
         name='fedavg',
-        summary='FedAvg: client SGD with step beta, server mean '
-        '(TFF\'s build_weighted_fed_avg).',
+        summary='FedAvg: client SGD, server mean (TFF\'s '
+        'build_weighted_fed_avg).',
         params_type=fedavg.FedAvgParams,
-        settings={'client_learning_rate': 'beta'},
         build=fedavg.build_fedavg,
         batch_sizes=lambda run: (run.batch_size,),
         local_step=fedavg.local_step),
     Algorithm(
         name='per_fedavg',
         summary='Per-FedAvg (Fallah et al. 2020): local meta-steps of '
-        'eq. (8) with inner step alpha and outer step beta.',
+        'eq. (8), inner step alpha, outer step beta.',
         params_type=per_fedavg.PerFedAvgParams,
-        settings={
-            'inner_learning_rate': 'alpha',
-            'outer_learning_rate': 'beta',
-            'hessian_mode': 'hessian_mode',
-            'local_steps': 'local_steps',
-            'hessian_free_delta': 'hessian_free_delta',
-        },
         build=per_fedavg.build_per_fedavg,
         batch_sizes=lambda run: (run.batch_size, run.batch_size_prime,
                                  run.batch_size_double_prime),
@@ -113,19 +126,8 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
     Algorithm(
         name='afml',
         summary='AFML: a Gaussian encoder and a head adapted by one inner '
-        'step alpha; eq. (4) regularizers weighted by afml_alpha, afml_beta; '
-        'server steps head_learning_rate, encoder_learning_rate.',
+        'step; eq. (4)\'s regularizers; server steps on head and encoder.',
         params_type=afml.AfmlParams,
-        settings={
-            'inner_learning_rate': 'alpha',
-            'alpha': 'afml_alpha',
-            'beta': 'afml_beta',
-            'head_learning_rate': 'head_learning_rate',
-            'encoder_learning_rate': 'encoder_learning_rate',
-            'local_steps': 'local_steps',
-            'initial_encoder_scale': 'initial_encoder_scale',
-            'noise_seed': 'noise_seed_value',
-        },
         build=_build_afml,
         # A support batch D, then a query batch D'.
         batch_sizes=lambda run: (run.batch_size, run.batch_size_prime),

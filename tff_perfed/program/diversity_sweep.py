@@ -79,7 +79,7 @@ class SweepArm:
     name: Its name in `sweep.csv`'s `algorithm` column and in directories.
     label: The paper's name, for plots.
     algorithm: The registered algorithm.
-    settings: Run settings it overrides (e.g. `hessian_mode`).
+    settings: Run settings it overrides (e.g. `per_fedavg.hessian_mode`).
   """
   name: str
   label: str
@@ -90,9 +90,9 @@ class SweepArm:
 COMPARISON_SET = (
     SweepArm('fedavg_ft', 'FedAvg-FT', 'fedavg'),
     SweepArm('fedper_meta', 'FedPer-Meta', 'per_fedavg',
-             {'hessian_mode': HessianMode.FIRST_ORDER}),
+             {'per_fedavg.hessian_mode': HessianMode.FIRST_ORDER}),
     SweepArm('fedmaml', 'FedMAML', 'per_fedavg',
-             {'hessian_mode': HessianMode.EXACT}),
+             {'per_fedavg.hessian_mode': HessianMode.EXACT}),
     SweepArm('afml', 'AFML', 'afml'),
 )
 
@@ -114,8 +114,13 @@ def build_local_model_eval(config: run_config_lib.RunConfig, steps: int):
   """The local models' computation for the run's dataset (built once)."""
   # Weights are an input.
   model = tasks.get(config.dataset, config.data_dir).build_model(0)
-  return local_models.build_local_model_eval(model, steps=steps,
-                                             learning_rate=config.beta)
+  return local_models.build_local_model_eval(
+      model, steps=steps, learning_rate=local_learning_rate(config))
+
+
+def local_learning_rate(config: run_config_lib.RunConfig) -> float:
+  """The local models' SGD step: FedAvg's client step in `config`."""
+  return config.params_for('fedavg').client_learning_rate
 
 
 def local_model_accuracies(config: run_config_lib.RunConfig, dataset,

@@ -1,12 +1,21 @@
 """One training run's settings, typed and validated in one place.
 
-`RunConfig`'s fields are the settings the binaries expose as flags, with the
-same names. Constructing one validates everything that can be checked
-without data: the run's own settings here, the algorithm's hyperparameters
-by its own dataclass (`Algorithm.params_from_run`), and the personalized
+`RunConfig`'s fields are the settings every algorithm shares (rounds,
+clients, local steps, batch sizes, seeds, the evaluation's K and step), which
+the binaries expose as flags with the same names. Each algorithm's own
+settings are the fields of its params dataclass, named
+`<algorithm>.<field>` (`per_fedavg.inner_learning_rate`,
+`ditto.regularization`; `tff_perfed.algorithms.registry`) and held in
+`algorithm_settings`; a run saves those of its own algorithm. Constructing a
+config validates everything that can be checked without data: the shared
+settings here, each algorithm's by its own dataclass, and the personalized
 evaluation's by `PersonalizationParams`; errors are
-`tff_perfed.validation.ArgumentError`s naming the setting (e.g. `alpha`),
-what was expected and what was given.
+`tff_perfed.validation.ArgumentError`s naming the setting (e.g.
+`ditto.regularization`), what was expected and what was given.
+
+Settings saved or written before the algorithms owned their settings
+(`alpha`, `beta`, `hessian_mode`, `afml_alpha`, ...) still load:
+`upgrade_settings` renames them as `LEGACY_SETTINGS` says.
 
 Randomness: every kind has its own seed. By default each is derived from
 `seed` (so one number reproduces a run and different kinds never share a
@@ -32,9 +41,38 @@ HessianMode = meta_gradients.HessianMode
 # How the run settings reach the personalized evaluation's parameters.
 PERSONALIZATION_SETTINGS = {
     'personalization_steps': 'personalization_steps',
-    'learning_rate': 'alpha',
+    'learning_rate': 'personalization_learning_rate',
     'adaptation_draws': 'adaptation_draws',
 }
+
+# Settings of tff_perfed 0.1's runs and flags, which were shared by all
+# algorithms, and the settings that now hold each one's meaning (`alpha` was
+# Per-FedAvg's and AFML's inner step and the evaluation's step at once).
+LEGACY_SETTINGS: Mapping[str, Tuple[str, ...]] = {
+    'alpha': ('per_fedavg.inner_learning_rate', 'afml.inner_learning_rate',
+              'personalization_learning_rate'),
+    'beta': ('per_fedavg.outer_learning_rate', 'fedavg.client_learning_rate'),
+    'hessian_mode': ('per_fedavg.hessian_mode',),
+    'hessian_free_delta': ('per_fedavg.hessian_free_delta',),
+    'afml_alpha': ('afml.alpha',),
+    'afml_beta': ('afml.beta',),
+    'head_learning_rate': ('afml.head_learning_rate',),
+    'encoder_learning_rate': ('afml.encoder_learning_rate',),
+    'initial_encoder_scale': ('afml.initial_encoder_scale',),
+}
+
+
+def upgrade_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
+  """`settings` with each legacy name replaced by its new ones.
+
+  A new name given beside the legacy one that sets it keeps its own value.
+  """
+  upgraded = {k: v for k, v in settings.items() if k not in LEGACY_SETTINGS}
+  for old, new_names in LEGACY_SETTINGS.items():
+    if old in settings:
+      for name in new_names:
+        upgraded.setdefault(name, settings[old])
+  return upgraded
 
 
 # How the run settings reach the diversity scenario's parameters.
@@ -68,18 +106,13 @@ class RunConfig:
     use_synthetic_data: Random data of the dataset's structure.
     rounds: Total training rounds (a rerun with more rounds resumes).
     clients_per_round: Clients sampled per round, without replacement.
-    local_steps: tau, local steps per round.
-    alpha: The inner (adaptation) step: Per-FedAvg's alpha, AFML's eta on
-      the head, and the personalization step of every algorithm's
-      evaluation.
-    beta: Per-FedAvg's outer step; FedAvg's client learning rate.
-    afml_alpha: AFML's weight of L_ENC and L_CONS (eq. 4).
-    afml_beta: AFML's weight of L_CMPX (eq. 4).
-    head_learning_rate: AFML's server step eta_1 on the head.
-    encoder_learning_rate: AFML's server step eta_2 on the encoder's tau.
-    initial_encoder_scale: AFML's sigma of every encoder weight at start.
-    hessian_mode: Per-FedAvg's meta-gradient (`HessianMode`).
-    hessian_free_delta: d of the Hessian-free central difference.
+    local_steps: tau, local steps per round, given to every algorithm
+      whose dataclass has `local_steps`.
+    algorithm_settings: `{'<algorithm>.<field>': value}`, any registered
+      algorithm's settings (enums as members or values); unset ones have
+      their dataclass defaults. Only the run's own algorithm's are saved.
+    personalization_learning_rate: The evaluation's SGD step (every
+      algorithm's), also FedAvg-FT's fine-tuning step.
     batch_size: Size of D (and of every FedAvg batch).
     batch_size_prime: Size of D'; None means `batch_size`.
     batch_size_double_prime: Size of D''; None means `batch_size`.
@@ -112,15 +145,9 @@ class RunConfig:
   rounds: int = 100
   clients_per_round: int = 10
   local_steps: int = 4
-  alpha: float = 0.02
-  beta: float = 0.05
-  hessian_mode: HessianMode = HessianMode.FIRST_ORDER
-  hessian_free_delta: float = 1e-3
-  afml_alpha: float = 1e-3
-  afml_beta: float = 1e-6
-  head_learning_rate: float = 0.1
-  encoder_learning_rate: float = 0.1
-  initial_encoder_scale: float = 1e-3
+  algorithm_settings: Mapping[str, Any] = dataclasses.field(
+      default_factory=dict)
+  personalization_learning_rate: float = 0.02
   batch_size: int = 10
   batch_size_prime: Optional[int] = None
   batch_size_double_prime: Optional[int] = None
@@ -182,30 +209,68 @@ class RunConfig:
     if self.data_dir is not None and not isinstance(self.data_dir, str):
       raise validation.ArgumentTypeError('data_dir', 'a directory path',
                                          self.data_dir)
-    # The algorithm's, the evaluation's and the scenario's own dataclasses
+    object.__setattr__(self, 'algorithm_settings',
+                       self._checked_algorithm_settings())
+    # The algorithms', the evaluation's and the scenario's own dataclasses
     # validate the rest.
-    self.algorithm_params()
+    named = {setting.split('.')[0] for setting in self.algorithm_settings}
+    for name in [self.algorithm] + [n for n in registry.names()
+                                    if n in named and n != self.algorithm]:
+      self.params_for(name)
     self.personalization_params()
     self.diversity_scenario()
 
+  def _checked_algorithm_settings(self) -> Dict[str, Any]:
+    """`algorithm_settings` with known names only, enums as members."""
+    if not isinstance(self.algorithm_settings, Mapping):
+      raise validation.ArgumentTypeError(
+          'algorithm_settings', 'a mapping of <algorithm>.<field> to values',
+          self.algorithm_settings)
+    known = algorithm_settings()
+    for name in self.algorithm_settings:
+      if name not in known:
+        raise _unknown_setting(name)
+    return {name: known[name].from_json(value)
+            for name, value in self.algorithm_settings.items()}
+
   @classmethod
   def from_settings(cls, settings: Mapping[str, Any]) -> 'RunConfig':
-    """A config from `{setting: value}`; unknown names are an error."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(settings) - fields)
-    if unknown:
-      raise validation.ArgumentValueError(
-          'settings', f'names among {", ".join(sorted(fields))}',
-          ', '.join(unknown))
-    return cls(**settings)
+    """A config from `{setting: value}`, as flags or `to_json` name them.
+
+    Shared settings by name, algorithms' as `<algorithm>.<field>`, and
+    legacy names (`LEGACY_SETTINGS`); unknown names are an error.
+    """
+    return cls().replace(**upgrade_settings(settings))
 
   def replace(self, **changes) -> 'RunConfig':
-    """A validated copy with `changes`."""
-    return dataclasses.replace(self, **changes)
+    """A validated copy with `changes` (`<algorithm>.<field>` names too)."""
+    fields = {f.name for f in dataclasses.fields(self)}
+    for name in changes:
+      if (name not in fields and name not in algorithm_settings() and
+          name not in LEGACY_SETTINGS):
+        raise _unknown_setting(name)
+    changes = upgrade_settings(changes)
+    merged = dict(self.algorithm_settings,
+                  **changes.pop('algorithm_settings', {}))
+    merged.update({k: v for k, v in changes.items() if k not in fields})
+    shared = {k: v for k, v in changes.items() if k in fields}
+    return dataclasses.replace(self, algorithm_settings=merged, **shared)
+
+  def params_for(self, algorithm: str) -> Any:
+    """`algorithm`'s validated hyperparameters under this run's settings."""
+    entry = registry.get(algorithm)
+    prefix = f'{algorithm}.'
+    values = {name[len(prefix):]: value
+              for name, value in self.algorithm_settings.items()
+              if name.startswith(prefix)}
+    return entry.params(values, {
+        'local_steps': self.local_steps,
+        'noise_seed': self.seed_for(SeedKind.NOISE),
+    })
 
   def algorithm_params(self) -> Any:
-    """The algorithm's validated hyperparameter dataclass."""
-    return registry.get(self.algorithm).params_from_run(self)
+    """The run's algorithm's validated hyperparameter dataclass."""
+    return self.params_for(self.algorithm)
 
   def personalization_params(self) -> personalization.PersonalizationParams:
     """The evaluation's validated parameters."""
@@ -221,11 +286,6 @@ class RunConfig:
         diversity.DiversityScenario, DIVERSITY_SETTINGS, self,
         'diversity scenario')
 
-  @property
-  def noise_seed_value(self) -> int:
-    """The seed of AFML's noise (`seed_for(SeedKind.NOISE)`)."""
-    return self.seed_for(SeedKind.NOISE)
-
   def batch_sizes(self) -> Tuple[int, ...]:
     """Sizes of the batches one local step of the algorithm reads."""
     return tuple(registry.get(self.algorithm).batch_sizes(self))
@@ -238,19 +298,58 @@ class RunConfig:
     return client_datasets.derive_seed(self.seed, kind.value)
 
   def to_json(self) -> Dict[str, Any]:
-    """The settings as JSON values (enums by value)."""
-    return {
-        name: value.value if isinstance(value, enum.Enum) else value
-        for name, value in dataclasses.asdict(self).items()
+    """The shared settings and the run's algorithm's, as JSON values.
+
+    Flat: `{'rounds': 100, ..., 'per_fedavg.inner_learning_rate': 0.02}`;
+    enums by value. Other algorithms' settings, which do not change the
+    run, are left out.
+    """
+    shared = {
+        f.name: _json_value(getattr(self, f.name))
+        for f in dataclasses.fields(self) if f.name != 'algorithm_settings'
     }
+    params = self.algorithm_params()
+    own = {s.name: s.to_json(getattr(params, s.field))
+           for s in registry.get(self.algorithm).settings()}
+    return dict(shared, **own)
 
   def changed_settings(self, previous: Mapping[str, Any]) -> Sequence[str]:
-    """Settings whose JSON value differs from `previous`, except resumable."""
+    """Settings whose JSON value differs from `previous`, except resumable.
+
+    `previous` is a saved `to_json()`, perhaps with legacy names.
+    """
+    previous = upgrade_settings(previous)
     current = self.to_json()
     # A setting added after `previous` was written had its default then.
-    defaults = {f.name: f.default for f in dataclasses.fields(self)}
-    defaults = {name: value.value if isinstance(value, enum.Enum) else value
-                for name, value in defaults.items()}
+    defaults = {f.name: _json_value(f.default) for f in dataclasses.fields(self)
+                if f.default is not dataclasses.MISSING}
+    defaults.update({name: s.to_json(s.default)
+                     for name, s in algorithm_settings().items()})
     return sorted(name for name in current
                   if name not in self.RESUMABLE_SETTINGS and
-                  previous.get(name, defaults[name]) != current[name])
+                  previous.get(name, defaults.get(name)) != current[name])
+
+
+def _unknown_setting(name: Any) -> validation.ArgumentValueError:
+  """The error for a setting no run has, listing the ones it could mean."""
+  algorithm = str(name).split('.')[0]
+  if '.' in str(name) and algorithm in registry.names():
+    expected = f"one of {algorithm}'s settings: " + ', '.join(
+        s.name for s in registry.get(algorithm).settings())
+  else:
+    shared = sorted(f.name for f in dataclasses.fields(RunConfig)
+                    if f.name != 'algorithm_settings')
+    expected = ('a shared setting (' + ', '.join(shared) + ') or '
+                '<algorithm>.<field> for an algorithm among ' +
+                ', '.join(registry.names()))
+  return validation.ArgumentValueError('setting', expected, name)
+
+
+def _json_value(value: Any) -> Any:
+  return value.value if isinstance(value, enum.Enum) else value
+
+
+def algorithm_settings() -> Dict[str, Any]:
+  """`{'<algorithm>.<field>': Setting}` of every registered algorithm."""
+  return {s.name: s for name in registry.names()
+          for s in registry.get(name).settings()}

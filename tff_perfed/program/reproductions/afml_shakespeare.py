@@ -65,6 +65,9 @@ ARMS = {arm.name: arm for arm in diversity_sweep.COMPARISON_SET}
 LABELS = {arm.name: arm.label for arm in diversity_sweep.COMPARISON_SET}
 BASELINES = ('fedavg_ft', 'fedper_meta', 'fedmaml')
 
+# In the papers' symbols, which were tff_perfed 0.1's setting names
+# (`run_config.LEGACY_SETTINGS` says what each sets): they name the cells'
+# directories, so that cells finished before the rename are not run again.
 _BASELINE_GRID = tuple({'beta': beta, 'alpha': alpha}
                        for beta in (0.5, 1.5) for alpha in (0.1, 0.5))
 # Every arm: four settings of its own step sizes (and AFML's weights).
@@ -185,7 +188,8 @@ class AfmlShakespeare(reproduction.Experiment):
             'sizes to TUNING_GRID')
       chosen[arm_name] = next(settings for settings in tried if _setting_name(
           settings) == best.key['setting'])
-    self._local_beta = chosen['fedavg_ft'].get('beta', base.beta)
+    self._local_beta = chosen['fedavg_ft'].get(
+        'beta', diversity_sweep.local_learning_rate(base))
     for zeta in g.zetas:
       for seed in g.seeds:
         for arm_name, arm in ARMS.items():
@@ -201,7 +205,8 @@ class AfmlShakespeare(reproduction.Experiment):
     key = (config.diversity_zeta, config.seed)
     if key not in self._local:
       steps = config.rounds * config.local_steps
-      local_config = config.replace(beta=self._local_beta)
+      local_config = config.replace(
+          **{'fedavg.client_learning_rate': self._local_beta})
       evaluate = diversity_sweep.build_local_model_eval(local_config, steps)
       self._local[key] = diversity_sweep.local_model_accuracies(
           local_config, dataset, client_ids, steps, evaluate)

@@ -84,10 +84,12 @@ QUICK_GRID = Grid(local_steps=(1,), participation=(0.1,), seeds=(0, 1),
 # The runs of a seed: (name, algorithm, settings).
 RUNS = (
     ('fedavg', 'fedavg', {}),
-    ('per_fedavg_fo', 'per_fedavg', {'hessian_mode': HessianMode.FIRST_ORDER}),
+    ('per_fedavg_fo', 'per_fedavg',
+     {'per_fedavg.hessian_mode': HessianMode.FIRST_ORDER}),
     ('per_fedavg_hf', 'per_fedavg',
-     {'hessian_mode': HessianMode.HESSIAN_FREE}),
-    ('per_fedavg_exact', 'per_fedavg', {'hessian_mode': HessianMode.EXACT}),
+     {'per_fedavg.hessian_mode': HessianMode.HESSIAN_FREE}),
+    ('per_fedavg_exact', 'per_fedavg',
+     {'per_fedavg.hessian_mode': HessianMode.EXACT}),
 )
 
 # Figure 1's lines and the extra variants: (label, run, adaptation steps).
