@@ -32,7 +32,7 @@ def test_sweep_binary_writes_csv_figures_and_prints_the_table(
   with open(tmp_path / 'zeta_0.5' / 'seed_1' / 'afml' / 'flags.json') as f:
     settings = json.load(f)
   # From binaries/configs/sweep.flags, not the train binary's defaults.
-  assert settings['head_learning_rate'] == 0.2
+  assert settings['afml.head_learning_rate'] == 0.2
   assert settings['diversity_zeta'] == 0.5
   for name in ('accuracy_vs_zeta.png', 'rounds_to_target_vs_zeta.png',
                'costs.png', 'clients.png', 'fairness.png', 'clients.json'):

@@ -57,7 +57,8 @@ def test_every_synthetic_dataset_trains(tmp_path, dataset):
 @pytest.mark.parametrize('mode', ['first_order', 'hessian_free', 'exact'])
 def test_every_hessian_mode_trains_on_the_embedded_digits(tmp_path, mode):
   summary = run_train(tmp_path, '--algorithm=per_fedavg',
-                      f'--hessian_mode={mode}', '--batch_size_prime=3',
+                      f'--per_fedavg.hessian_mode={mode}',
+                      '--batch_size_prime=3',
                       '--batch_size_double_prime=5')
   check_outputs(tmp_path, summary)
 
@@ -95,18 +96,39 @@ def test_afml_trains_in_the_diversity_scenario_and_writes_the_partition(
 def test_flagfile_settings_apply_and_the_command_line_overrides_them(tmp_path):
   flagfile = tmp_path / 'run.flags'
   flagfile.write_text('--algorithm=fedavg\n--personalization_steps=1\n'
-                      '--beta=0.3\n')
-  run_train(tmp_path / 'run', f'--flagfile={flagfile}', '--beta=0.2')
+                      '--fedavg.client_learning_rate=0.3\n')
+  run_train(tmp_path / 'run', f'--flagfile={flagfile}',
+            '--fedavg.client_learning_rate=0.2')
   with open(tmp_path / 'run' / 'flags.json') as f:
     settings = json.load(f)
   assert settings['algorithm'] == 'fedavg'
-  assert settings['beta'] == 0.2
+  assert settings['fedavg.client_learning_rate'] == 0.2
   # FAST comes before the flagfile on the command line, so the file wins.
   assert settings['personalization_steps'] == 1
 
 
+def test_a_flagfile_of_the_old_shared_settings_still_runs(tmp_path, capsys):
+  """tff_perfed 0.1's --alpha/--beta/--hessian_mode set the new flags."""
+  flagfile = tmp_path / 'old.flags'
+  flagfile.write_text('--algorithm=per_fedavg\n--alpha=0.03\n--beta=0.07\n'
+                      '--hessian_mode=hessian_free\n')
+  capsys.readouterr()
+  run_train(tmp_path / 'run', f'--flagfile={flagfile}')
+  with open(tmp_path / 'run' / 'flags.json') as f:
+    settings = json.load(f)
+  assert settings['per_fedavg.inner_learning_rate'] == 0.03
+  assert settings['personalization_learning_rate'] == 0.03
+  assert settings['per_fedavg.outer_learning_rate'] == 0.07
+  assert settings['per_fedavg.hessian_mode'] == 'hessian_free'
+  assert not any(name in settings for name in ('alpha', 'beta'))
+  assert '--alpha is deprecated: it sets --per_fedavg.inner_learning_rate' in (
+      capsys.readouterr().err)
+
+
 def test_alpha_zero_runs_per_fedavg_as_the_library_allows(tmp_path):
-  summary = run_train(tmp_path, '--algorithm=per_fedavg', '--alpha=0')
+  summary = run_train(tmp_path, '--algorithm=per_fedavg',
+                      '--per_fedavg.inner_learning_rate=0',
+                      '--personalization_learning_rate=0')
   # No adaptation step moves the model: every k scores like k = 0.
   assert summary['personalized_accuracy@2'] == summary[
       'personalized_accuracy@0']

@@ -35,8 +35,8 @@ TINY = dict(dataset='digits', rounds=3, clients_per_round=2, local_steps=1,
 
 
 def _config(output_dir, **settings):
-  return run_config.RunConfig(**dict(TINY, **settings),
-                              output_dir=str(output_dir))
+  return run_config.RunConfig.from_settings(
+      dict(TINY, **settings, output_dir=str(output_dir)))
 
 
 @pytest.fixture(scope='module')
@@ -365,8 +365,10 @@ def test_divergence_is_no_finite_update_or_non_finite_weights():
 def test_a_diverged_run_stops_at_its_round_and_keeps_the_last_finite_state(
     tmp_path, dataset, algorithm):
   output_dir = tmp_path / 'run'
-  # Per-FedAvg's outer step, FedAvg's client step.
-  config = _config(output_dir, algorithm=algorithm, beta=1e10, rounds=5)
+  step = {'per_fedavg': 'per_fedavg.outer_learning_rate',
+          'fedavg': 'fedavg.client_learning_rate'}[algorithm]
+  config = _config(output_dir, algorithm=algorithm, rounds=5,
+                   **{step: 1e10})
   with pytest.raises(training_loop.TrainingDivergedError) as error:
     _run(config, dataset)
   diverged = error.value.round_num

@@ -45,7 +45,7 @@ def _run(runtime_name, output_dir, **settings):
       dict(dataset='digits', rounds=2, eval_every=1, clients_per_round=4,
            local_steps=2, num_eval_clients=4, personalization_steps=2,
            adaptation_draws=2), **settings)
-  config = RunConfig(output_dir=str(output_dir), **settings)
+  config = RunConfig.from_settings(dict(settings, output_dir=str(output_dir)))
   return run_experiment(config, show_progress=False)
 
 
@@ -59,7 +59,7 @@ def _run(runtime_name, output_dir, **settings):
 def test_every_algorithm_trains_and_evaluates_to_the_cpp_numbers(
     tmp_path, restore_default_context, algorithm, hessian_mode):
   del restore_default_context
-  settings = dict(algorithm=algorithm, hessian_mode=hessian_mode)
+  settings = {'algorithm': algorithm, 'per_fedavg.hessian_mode': hessian_mode}
   cpp = _run('cpp', tmp_path / 'cpp', **settings)
   local = _run('in_process', tmp_path / 'in_process', **settings)
   cpp_rows, local_rows = _metrics(tmp_path / 'cpp'), _metrics(
