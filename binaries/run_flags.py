@@ -196,9 +196,10 @@ def config_from_flags() -> run_config.RunConfig:
       raise
     raise type(e)(old, f'{e.expected} (--{old} sets --{e.argument})',
                   e.got) from e
+  # Printed, not logged: quiet_logging and absl's handler may hide a log line.
   for old, new_names in legacy.items():
-    logging.warning('--%s is deprecated: it sets --%s.', old,
-                    ', --'.join(new_names))
+    print(f'warning: --{old} is deprecated: it sets --'
+          f'{", --".join(new_names)}.', file=sys.stderr)
   return config
 
 

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tff_perfed import models
+from tff_perfed import templates
 from tff_perfed import validation
 from tff_perfed.algorithms import fedavg
 from tff_perfed.algorithms import per_fedavg
@@ -106,7 +107,12 @@ def test_every_algorithm_builds_and_trains_from_run_settings(name):
     dataset = dataset.concatenate(tf.data.Dataset.from_tensors(batch))
   state = process.initialize()
   before = process.get_model_weights(state).trainable
-  after = process.get_model_weights(process.next(state, [dataset]).state)
+  if isinstance(process, templates.ClientStateLearningProcess):
+    first = process.initial_client_state(process.get_model_weights(state))
+    state = process.next(state, [dataset], [first]).state
+  else:
+    state = process.next(state, [dataset]).state
+  after = process.get_model_weights(state)
   assert any(not np.allclose(b, a) for b, a in zip(before, after.trainable))
 
 

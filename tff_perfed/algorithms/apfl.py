@@ -124,6 +124,24 @@ def apfl_local_step(loss_fn: Callable[[Weights, object], tf.Tensor],
   return new_global, new_personal, alpha
 
 
+def local_step(model: FunctionalModel, params: ApflParams):
+  """`(step, weights)`: one local step `step(weights, (batch,))`, pure TF.
+
+  The steps on w, v and alpha (`apfl_local_step`), with v = w and alpha
+  the newcomer's: what `tff_perfed.evaluation.costs.flops` counts.
+  """
+  loss_fn = learning_utils.batch_loss_fn(model)
+
+  def step(weights, batches):
+    (batch,) = batches
+    return apfl_local_step(
+        loss_fn, weights, weights, tf.constant(params.mixing_weight), batch,
+        learning_rate=params.learning_rate,
+        adapt_mixing_weight=params.adapt_mixing_weight)
+
+  return step, tuple(model.initial_weights[0])
+
+
 def build_apfl_client_update(model: FunctionalModel, params: ApflParams):
   """The client's `tf.function(global_weights, dataset, client_state)`.
 

@@ -39,6 +39,7 @@ import tensorflow_federated as tff
 
 from tff_perfed import validation
 from tff_perfed.algorithms import learning_utils
+from tff_perfed.algorithms import meta_gradients
 from tff_perfed.templates import client_state_process
 
 ClientWeighting = tff.learning.ClientWeighting
@@ -108,6 +109,33 @@ def ditto_personal_step(loss_fn: Callable[[Weights, object], tf.Tensor],
   return tuple(
       v - learning_rate * (g + regularization * (v - w))
       for v, g, w in zip(personal, gradients, global_weights))
+
+
+def round_steps(model: FunctionalModel, params: DittoParams):
+  """`[(step, weights, count)]`: a client round's steps, as pure TF.
+
+  `local_steps` SGD steps of the global model, then `personal_steps` steps
+  of the personal model (`ditto_personal_step`), each `step(weights,
+  (batch,))`: what `tff_perfed.evaluation.costs.flops` counts.
+  """
+  loss_fn = learning_utils.batch_loss_fn(model)
+  weights = tuple(model.initial_weights[0])
+
+  def global_step(weights, batches):
+    (batch,) = batches
+    gradient = meta_gradients.loss_gradient(loss_fn, weights, batch)
+    return meta_gradients.sgd_step(weights, gradient,
+                                   params.client_learning_rate)
+
+  def personal_step(weights, batches):
+    (batch,) = batches
+    return ditto_personal_step(
+        loss_fn, weights, weights, batch,
+        learning_rate=params.personal_learning_rate,
+        regularization=params.regularization)
+
+  return [(global_step, weights, params.local_steps),
+          (personal_step, weights, params.personal_steps)]
 
 
 def build_ditto_client_update(model: FunctionalModel, params: DittoParams):

@@ -117,19 +117,58 @@ def body_and_head_model(encoder: split.GaussianEncoder,
                                          y=head.input_spec['y']))
 
 
+def _sgd_step(loss_fn, weights: Weights, batch, learning_rate: float,
+              trained: Callable[[Weights], Weights],
+              replace: Callable[[Weights, Weights], Weights]) -> Weights:
+  """One SGD step on the part `trained(weights)` of `weights`."""
+  part = trained(weights)
+  with tf.GradientTape() as tape:
+    tape.watch(part)
+    loss = loss_fn(replace(weights, part), batch)
+  # The encoder's log-scale weights do not reach z_mean: they stay put.
+  gradients = tape.gradient(loss, part,
+                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  return replace(weights, tuple(
+      w - learning_rate * g for w, g in zip(part, gradients)))
+
+
 def _sgd_steps(loss_fn, weights: Weights, dataset, steps: int,
                learning_rate: float, trained: Callable[[Weights], Weights],
                replace: Callable[[Weights, Weights], Weights]) -> Weights:
   """`steps` SGD steps on the part `trained(weights)` of `weights`."""
   for batch in dataset.repeat().take(steps):
-    part = trained(weights)
-    with tf.GradientTape() as tape:
-      tape.watch(part)
-      loss = loss_fn(replace(weights, part), batch)
-    gradients = tape.gradient(loss, part)
-    weights = replace(weights, tuple(
-        w - learning_rate * g for w, g in zip(part, gradients)))
+    weights = _sgd_step(loss_fn, weights, batch, learning_rate, trained,
+                        replace)
   return weights
+
+
+def round_steps(model: split.SplitModel, learning_rate: float,
+                parts: Sequence[Tuple[str, int]]):
+  """`[(step, weights, count)]`: a client round's steps, as pure TF.
+
+  Each step `step(weights, (batch,))` is one SGD step of the whole model's
+  `part` ('head', 'body' or 'both'), taken `count` times a round; what
+  `tff_perfed.evaluation.costs.flops` counts.
+  """
+  whole = body_and_head_model(model.encoder, model.head)
+  num_body = len(model.encoder.initial_weights)
+  loss_fn = learning_utils.batch_loss_fn(whole)
+  selectors = {
+      'head': (lambda w: w[num_body:], lambda w, h: w[:num_body] + h),
+      'body': (lambda w: w[:num_body], lambda w, b: b + w[num_body:]),
+      'both': (lambda w: w, lambda w, part: part),
+  }
+  steps = []
+  for part, count in parts:
+    trained, replace = selectors[part]
+
+    def step(weights, batches, trained=trained, replace=replace):
+      (batch,) = batches
+      return _sgd_step(loss_fn, tuple(weights), batch, learning_rate,
+                       trained, replace)
+
+    steps.append((step, tuple(whole.initial_weights[0]), count))
+  return steps
 
 
 def fedrep_local_update(loss_fn, body: Sequence[tf.Tensor],

@@ -106,6 +106,26 @@ def pfedme_local_step(local: Sequence[tf.Tensor], theta: Sequence[tf.Tensor],
                for w, t in zip(local, theta))
 
 
+def local_step(model: FunctionalModel, params: PFedMeParams):
+  """`(step, weights)`: one local step `step(weights, (batch,))`, pure TF.
+
+  The inner solve for theta (`inner_steps` gradient steps) and the local
+  model's move toward it: what `tff_perfed.evaluation.costs.flops` counts.
+  """
+  loss_fn = learning_utils.batch_loss_fn(model)
+
+  def step(weights, batches):
+    (batch,) = batches
+    theta = pfedme_personalize(
+        loss_fn, weights, batch, learning_rate=params.personal_learning_rate,
+        regularization=params.regularization, steps=params.inner_steps)
+    return pfedme_local_step(weights, theta,
+                             learning_rate=params.local_learning_rate,
+                             regularization=params.regularization)
+
+  return step, tuple(model.initial_weights[0])
+
+
 def build_pfedme_client_update(model: FunctionalModel, params: PFedMeParams):
   """The client's `tf.function(initial_weights, dataset)`.
 

@@ -12,15 +12,19 @@ is its module under `tff_perfed/algorithms/` plus one entry in `ALGORITHMS`.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow_federated as tff
 
 from tff_perfed import settings as settings_lib
 from tff_perfed import validation
 from tff_perfed.algorithms import afml
+from tff_perfed.algorithms import apfl
+from tff_perfed.algorithms import ditto
 from tff_perfed.algorithms import fedavg
 from tff_perfed.algorithms import per_fedavg
+from tff_perfed.algorithms import personal_heads
+from tff_perfed.algorithms import pfedme
 from tff_perfed.models import split
 
 # Fields a run gives every algorithm whose dataclass has them, rather than
@@ -49,6 +53,13 @@ class Algorithm:
     uses_split_model: The builder's `model_fn` returns a
       `tff_perfed.models.SplitModel` (a task's `build_split_model`) instead
       of a `FunctionalModel`.
+    round_steps: `round_steps(model, params) -> [(step, weights, count)]`,
+      a client round's steps when they are not `local_steps` of
+      `local_step` (Ditto's personal steps, FedRep's head and body steps).
+    whole_split_model: For a split model, the evaluation adapts body and
+      head together (`personal_heads.body_and_head_model`, the layout of
+      FedRep's and FedPer's personalized weights) rather than AFML's head
+      on the encoder's mean.
   """
   name: str
   summary: str
@@ -57,6 +68,9 @@ class Algorithm:
   batch_sizes: Callable[[Any], Tuple[int, ...]]
   local_step: Callable[[Any, Any], Tuple[Callable[..., Any], Any]]
   uses_split_model: bool = False
+  round_steps: Optional[Callable[[Any, Any], List[Tuple[Any, Any, int]]]] = (
+      None)
+  whole_split_model: bool = False
 
   def settings(self) -> List[settings_lib.Setting]:
     """The algorithm's run settings, `<name>.<field>`, in field order."""
@@ -91,14 +105,38 @@ class Algorithm:
     """The model personalization adapts, on `get_model_weights(state)`.
 
     A whole model as is; for a split model, the head with the encoder at its
-    mean (`split.evaluation_model`), which is what AFML's inner loop adapts.
+    mean (`split.evaluation_model`), which is what AFML's inner loop adapts,
+    or with `whole_split_model` body and head as one model.
     """
-    return split.evaluation_model(model) if self.uses_split_model else model
+    if not self.uses_split_model:
+      return model
+    if self.whole_split_model:
+      return personal_heads.body_and_head_model(model.encoder, model.head)
+    return split.evaluation_model(model)
+
+  def client_round_steps(self, model: Any, params: Any,
+                         local_steps: int) -> List[Tuple[Any, Any, int]]:
+    """`[(step, weights, count)]`: the pure-TF steps of one client round."""
+    if self.round_steps is not None:
+      return self.round_steps(model, params)
+    step, weights = self.local_step(model, params)
+    return [(step, weights, local_steps)]
 
 
-def _build_afml(model_fn: Callable[[], split.SplitModel], **params):
-  model = model_fn()  # Built once for both halves.
-  return afml.build_afml(lambda: model.encoder, lambda: model.head, **params)
+def _on_split_model(builder):
+  """`builder(encoder_fn, head_fn, **params)` as `build(model_fn, **params)`."""
+
+  def build(model_fn: Callable[[], split.SplitModel], **params):
+    model = model_fn()  # Built once for both halves.
+    return builder(lambda: model.encoder, lambda: model.head, **params)
+
+  return build
+
+
+def _split_round_steps(parts):
+  """FedRep's and FedPer's `round_steps` from `parts(params)`."""
+  return lambda model, params: personal_heads.round_steps(
+      model, params.learning_rate, parts(params))
 
 
 def _registry(*algorithms: Algorithm) -> Dict[str, Algorithm]:
@@ -128,11 +166,63 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         summary='AFML: a Gaussian encoder and a head adapted by one inner '
         'step; eq. (4)\'s regularizers; server steps on head and encoder.',
         params_type=afml.AfmlParams,
-        build=_build_afml,
+        build=_on_split_model(afml.build_afml),
         # A support batch D, then a query batch D'.
         batch_sizes=lambda run: (run.batch_size, run.batch_size_prime),
         local_step=afml.local_step,
         uses_split_model=True),
+    Algorithm(
+        name='pfedme',
+        summary='pFedMe (Dinh et al. 2020): each local step solves the '
+        'Moreau envelope for theta and moves w toward it; server mixing '
+        'beta.',
+        params_type=pfedme.PFedMeParams,
+        build=pfedme.build_pfedme,
+        batch_sizes=lambda run: (run.batch_size,),
+        local_step=pfedme.local_step),
+    Algorithm(
+        name='ditto',
+        summary='Ditto (Li et al. 2021): FedAvg for w; each client keeps a '
+        'personal model v trained on F_k(v) + lambda/2 ||v - w||^2.',
+        params_type=ditto.DittoParams,
+        build=ditto.build_ditto,
+        batch_sizes=lambda run: (run.batch_size,),
+        local_step=lambda model, params: ditto.round_steps(model, params)[0][:2],
+        round_steps=ditto.round_steps),
+    Algorithm(
+        name='apfl',
+        summary='APFL (Deng et al. 2020): each client keeps v and mixes it '
+        'with w by its mixing weight alpha, learnt or fixed.',
+        params_type=apfl.ApflParams,
+        build=apfl.build_apfl,
+        batch_sizes=lambda run: (run.batch_size,),
+        local_step=apfl.local_step),
+    Algorithm(
+        name='fedrep',
+        summary='FedRep (Collins et al. 2021): personal heads trained with '
+        'the body fixed, then the body; only the body is averaged.',
+        params_type=personal_heads.FedRepParams,
+        build=_on_split_model(personal_heads.build_fedrep),
+        batch_sizes=lambda run: (run.batch_size,),
+        local_step=lambda model, params: personal_heads.round_steps(
+            model, params.learning_rate, [('head', 1)])[0][:2],
+        uses_split_model=True,
+        round_steps=_split_round_steps(
+            lambda p: [('head', p.head_steps), ('body', p.body_steps)]),
+        whole_split_model=True),
+    Algorithm(
+        name='fedper',
+        summary='FedPer (Arivazhagan et al. 2019): body and personal head '
+        'trained together; only the body is averaged.',
+        params_type=personal_heads.FedPerParams,
+        build=_on_split_model(personal_heads.build_fedper),
+        batch_sizes=lambda run: (run.batch_size,),
+        local_step=lambda model, params: personal_heads.round_steps(
+            model, params.learning_rate, [('both', 1)])[0][:2],
+        uses_split_model=True,
+        round_steps=_split_round_steps(
+            lambda p: [('both', p.local_steps)]),
+        whole_split_model=True),
 )
 
 

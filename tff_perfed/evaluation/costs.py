@@ -41,6 +41,7 @@ import tensorflow_federated as tff
 from tensorflow.python.framework import ops as tf_ops  # pylint: disable=g-direct-tensorflow-import
 
 from tff_perfed import validation
+from tff_perfed.templates import client_state_process
 
 # Ops whose bodies run a data-dependent number of times (or not at all): the
 # profiler does not look inside them.
@@ -105,6 +106,29 @@ def type_bytes(type_spec: tff.Type) -> int:
                    'no fixed size in bytes.')
 
 
+def _next_with_client_states_local(
+    process: client_state_process.ClientStateLearningProcess
+) -> tff.Computation:
+  """`next` as `(<S@SERVER, {<data, C>}@CLIENTS> -> <S, metrics>@SERVER)`.
+
+  A client's state stays on the client: it is input beside the client's
+  data and its new value is not returned, so that MapReduceForm sees only
+  what crosses the network.
+  """
+  parameter = process.next.type_signature.parameter
+  data_type, state_type = parameter[1].member, process.client_state_type
+
+  @tff.federated_computation(
+      parameter[0],
+      tff.FederatedType(tff.StructType([data_type, state_type]), tff.CLIENTS))
+  def next_fn(state, data_and_client_states):
+    output = process.next(state, data_and_client_states[0],
+                          data_and_client_states[1])
+    return output.state, output.metrics
+
+  return next_fn
+
+
 def communication_bytes(
     process: tff.templates.IterativeProcess) -> CommunicationCost:
   """Bytes per client and round of a learning process's `next`.
@@ -120,7 +144,9 @@ def communication_bytes(
   Args:
     process: A `tff.learning.templates.LearningProcess` (any
       `tff.templates.IterativeProcess` whose `next` takes
-      `<state@SERVER, data@CLIENTS>`).
+      `<state@SERVER, data@CLIENTS>`), or a
+      `templates.ClientStateLearningProcess`, whose client states stay on
+      the clients and are not counted.
 
   Returns:
     A `CommunicationCost`.
@@ -134,9 +160,12 @@ def communication_bytes(
     raise validation.ArgumentTypeError(
         'process', 'a tff.learning.templates.LearningProcess',
         type(process).__name__)
+  next_fn = process.next
+  if isinstance(process, client_state_process.ClientStateLearningProcess):
+    next_fn = _next_with_client_states_local(process)
   try:
     form = tff.backends.mapreduce.get_map_reduce_form_for_computation(
-        process.next)
+        next_fn)
   except Exception as e:  # pylint: disable=broad-except
     # The compiler raises many kinds of errors, with long messages.
     reason = (str(e).strip().splitlines() or [''])[0]

@@ -198,12 +198,15 @@ def undefined_without_examples(scores: Mapping[str, tf.Tensor],
 
 
 def build_per_client_eval(model: tff.learning.models.FunctionalModel,
-                          client_fn) -> tff.Computation:
+                          client_fn, *,
+                          weights_at_clients: bool = False) -> tff.Computation:
   """Maps `client_fn((trainable, non_trainable), train, test)` over clients.
 
   Type: `(<ModelWeights@SERVER, {train batches}@CLIENTS,
   {test batches}@CLIENTS> -> {client_fn's result}@CLIENTS)`, the server's
-  weights broadcast to every client.
+  weights broadcast to every client; with `weights_at_clients`, the first
+  argument is `{ModelWeights}@CLIENTS`, each client's own weights (a
+  personalized model kept across rounds).
   """
   weights_type = learning_utils.model_weights_type(model)
   data_type = learning_utils.dataset_type(model)
@@ -214,12 +217,14 @@ def build_per_client_eval(model: tff.learning.models.FunctionalModel,
                      train_batches, test_batches)
 
   @tff.federated_computation(
-      tff.FederatedType(weights_type, tff.SERVER),
+      tff.FederatedType(weights_type,
+                        tff.CLIENTS if weights_at_clients else tff.SERVER),
       tff.FederatedType(data_type, tff.CLIENTS),
       tff.FederatedType(data_type, tff.CLIENTS))
   def per_client_eval(weights, train_data, test_data):
-    return tff.federated_map(
-        client_eval, (tff.federated_broadcast(weights), train_data, test_data))
+    if not weights_at_clients:
+      weights = tff.federated_broadcast(weights)
+    return tff.federated_map(client_eval, (weights, train_data, test_data))
 
   return per_client_eval
 
@@ -283,12 +288,16 @@ def build_personalize_and_score(model: tff.learning.models.FunctionalModel, *,
 def build_personalization_eval(model: tff.learning.models.FunctionalModel, *,
                                personalization_steps: int,
                                learning_rate: float,
-                               adaptation_draws: int = 1) -> tff.Computation:
+                               adaptation_draws: int = 1,
+                               weights_at_clients: bool = False
+                              ) -> tff.Computation:
   """The federated personalized evaluation.
 
   Type signature, with R = `adaptation_draws`:
   `(<ModelWeights@SERVER, {train batches}@CLIENTS, {test batches}@CLIENTS>
-    -> {<metric=float32[K+1], ..., num_test_examples=float32>}@CLIENTS)`:
+    -> {<metric=float32[K+1], ..., num_test_examples=float32>}@CLIENTS)`
+  (with `weights_at_clients`, `{ModelWeights}@CLIENTS`: each client starts
+  from its own weights):
   per-client results, which a simulation receives as a list. Each client's
   train dataset holds R * K adaptation batches: draw r adapts on batches
   r*K .. r*K + K - 1, and every metric is the mean over the draws. A client
@@ -302,6 +311,7 @@ def build_personalization_eval(model: tff.learning.models.FunctionalModel, *,
     personalization_steps: K >= 0, adaptation steps per client.
     learning_rate: alpha >= 0, the adaptation step size.
     adaptation_draws: R >= 1, independent adaptations averaged per client.
+    weights_at_clients: Take each client's weights instead of the server's.
 
   Returns:
     A `tff.Computation`.
@@ -323,7 +333,8 @@ def build_personalization_eval(model: tff.learning.models.FunctionalModel, *,
           model,
           personalization_steps=personalization_steps,
           learning_rate=learning_rate,
-          adaptation_draws=adaptation_draws))
+          adaptation_draws=adaptation_draws),
+      weights_at_clients=weights_at_clients)
 
 
 def per_client_metrics(results: Sequence[Mapping[str, np.ndarray]]

@@ -22,7 +22,13 @@ directory and renamed) with what a long run needs on top:
 * `save` turns a failed write into `outputs.OutputWriteError` naming the
   checkpoint, after removing its partial temporary directory; the earlier
   checkpoints are untouched (old ones are removed only after a save
-  succeeded).
+  succeeded);
+* with a `client_states.ClientStateStore`, each checkpoint also holds the
+  store's manifest (written in the same temporary directory, so that the
+  server state and the clients' states it goes with land in one rename),
+  a checkpoint whose manifest does not match the store's files counts as
+  damaged, loading restores the store to the loaded round, and client
+  state versions that no kept checkpoint names are removed after a save.
 """
 
 import os
@@ -37,6 +43,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_perfed import errors
+from tff_perfed.program import client_states as client_states_lib
 from tff_perfed.program import outputs
 
 PREFIX = 'program_state_'
@@ -132,12 +139,16 @@ class CheckpointManager(tff.program.FileProgramStateManager):
   Versions are round numbers. Keeps the newest `keep_total` checkpoints.
   """
 
-  def __init__(self, root_dir: str, *, keep_total: int = 2):
+  def __init__(self, root_dir: str, *, keep_total: int = 2,
+               client_states: Optional[client_states_lib.ClientStateStore]
+               = None):
     """Opens (creating if needed) the checkpoints of `root_dir`.
 
     Args:
       root_dir: The checkpoints directory.
       keep_total: How many of the newest checkpoints are kept.
+      client_states: The run's client states, saved and restored with the
+        server state; None for a process without client state.
 
     Raises:
       OutputWriteError: If `root_dir` cannot be created.
@@ -148,6 +159,7 @@ class CheckpointManager(tff.program.FileProgramStateManager):
     self.root_dir = root_dir
     self.removed_interrupted_saves = remove_interrupted_saves(root_dir)
     self.loaded_version: Optional[int] = None
+    self.client_states = client_states
 
   def path_for_version(self, version: int) -> str:
     """The directory of the checkpoint of round `version`."""
@@ -182,6 +194,12 @@ class CheckpointManager(tff.program.FileProgramStateManager):
     for version in reversed(versions):
       try:
         state = await self.load(version, structure)
+        if self.client_states is not None:
+          manifest = client_states_lib.read_manifest(
+              self.path_for_version(version))
+          mismatch = self.client_states.mismatch(manifest)
+          if mismatch:
+            raise ValueError(f'client states do not match: {mismatch}')
       except Exception as e:  # pylint: disable=broad-except
         # Whatever a damaged SavedModel makes TF raise (DecodeError,
         # OSError, DataLossError, NotFoundError, ValueError...).
@@ -197,6 +215,8 @@ class CheckpointManager(tff.program.FileProgramStateManager):
                       for (v, _), (aside, reason) in zip(failures, set_aside)),
             self.path_for_version(version), version)
       self.loaded_version = version
+      if self.client_states is not None:
+        self.client_states.restore(manifest, version)
       return state, version
     if failures:
       raise CheckpointsUnusableError(
@@ -205,6 +225,8 @@ class CheckpointManager(tff.program.FileProgramStateManager):
                       for v, reason in failures)
           + f'); remove {self.root_dir} to start the run over, or use a new '
           'output_dir.')
+    if self.client_states is not None:
+      self.client_states.restore({}, 0)  # A fresh start: no client trained.
     return None, 0
 
   async def load(self, version: int, structure: Any) -> Any:
@@ -244,6 +266,9 @@ class CheckpointManager(tff.program.FileProgramStateManager):
         return
       os.mkdir(temporary)
       write_state_file(os.path.join(temporary, STATE_FILE), arrays)
+      if self.client_states is not None:
+        client_states_lib.write_manifest(temporary,
+                                         self.client_states.manifest())
       os.rename(temporary, path)
     except Exception as e:  # pylint: disable=broad-except
       if not outputs.is_write_error(e) or isinstance(e, FileExistsError):
@@ -255,3 +280,8 @@ class CheckpointManager(tff.program.FileProgramStateManager):
       raise outputs.OutputWriteError(path, e) from e
     with outputs.write_errors_named(self.root_dir):
       await self._remove_old_program_state()
+    if self.client_states is not None:
+      kept = await self.get_versions() or []
+      self.client_states.remove_unreferenced(
+          [client_states_lib.read_manifest(self.path_for_version(v))
+           for v in kept], up_to_round=version)

@@ -56,17 +56,23 @@ from tff_perfed.evaluation import costs
 from tff_perfed.evaluation import personalization
 from tff_perfed.evaluation import summaries
 from tff_perfed.program import checkpoints
+from tff_perfed.program import client_states
 from tff_perfed.program import outputs
 from tff_perfed.program import plots
 from tff_perfed.program import run_config as run_config_lib
 from tff_perfed.program import run_lock
 from tff_perfed.program import training_loop
+from tff_perfed.templates import client_state_process
 
 RunConfig = run_config_lib.RunConfig
 SeedKind = run_config_lib.SeedKind
 
 # Clients per call of the personalized evaluation (see `_run_locked`).
 EVAL_CLIENTS_PER_CALL = 200
+# Summary prefixes of the clients that kept state and those that never
+# trained, for algorithms whose clients keep state.
+WITH_STATE_PREFIX = 'with_state/'
+NEWCOMERS_PREFIX = 'newcomers/'
 
 # Shown next to the progress bar.
 _PROGRESS_METRICS = ('train/loss', 'train/accuracy',
@@ -285,53 +291,94 @@ def client_costs(config: RunConfig,
   if process is None:
     process = algorithm.build_process(model_fn, params)
   communication = costs.communication_bytes(process)
-  step, weights = algorithm.local_step(model_fn(), params)
-  weights = tf.nest.map_structure(tf.convert_to_tensor, weights)
   batches = client_datasets.one_step_batches(
       dataset.train, dataset.client_ids[0], config.batch_sizes())
   result = dict(
       bytes_down_per_client_round=communication.down_bytes_per_client,
       bytes_up_per_client_round=communication.up_bytes_per_client)
-  try:
-    step_flops = costs.flops(step, weights, batches)
-  except ValueError as e:
-    logging.warning('FLOPs of %s on %s counted outside loops only (a lower '
-                    'bound): %s', config.algorithm, config.dataset, e)
+  total = 0
+  for step, weights, count in algorithm.client_round_steps(
+      model_fn(), params, config.local_steps):
+    weights = tf.nest.map_structure(tf.convert_to_tensor, weights)
     try:
-      step_flops = costs.flops(step, weights, batches,
-                               ignore_control_flow=True)
-    except ValueError as e_again:
-      # E.g. AFML's second-order step through the LSTM calls functions the
-      # profiler does not see into: no count rather than a wrong one.
-      logging.warning('FLOPs of %s on %s not counted: %s', config.algorithm,
-                      config.dataset, e_again)
-      return result
-  result['flops_per_client_round'] = step_flops * config.local_steps
+      step_flops = costs.flops(step, weights, batches)
+    except ValueError as e:
+      logging.warning('FLOPs of %s on %s counted outside loops only (a '
+                      'lower bound): %s', config.algorithm, config.dataset, e)
+      try:
+        step_flops = costs.flops(step, weights, batches,
+                                 ignore_control_flow=True)
+      except ValueError as e_again:
+        # E.g. AFML's second-order step through the LSTM calls functions
+        # the profiler does not see into: no count rather than a wrong one.
+        logging.warning('FLOPs of %s on %s not counted: %s',
+                        config.algorithm, config.dataset, e_again)
+        return result
+    total += step_flops * count
+  result['flops_per_client_round'] = total
   return result
+
+
+def sampled_clients(config: RunConfig,
+                    dataset: federated_dataset.FederatedDataset
+                   ) -> Callable[[int], List[str]]:
+  """`round_num -> ids` of the clients sampled for that round."""
+  sampling_seed = config.seed_for(SeedKind.SAMPLING)
+  return lambda round_num: list(client_datasets.sample_clients(
+      dataset.client_ids, config.clients_per_round, round_num, sampling_seed))
 
 
 def training_data(config: RunConfig,
                   dataset: federated_dataset.FederatedDataset
                  ) -> Callable[[int], List[Any]]:
   """`round_num -> datasets` of the clients sampled for that round."""
-  sampling_seed = config.seed_for(SeedKind.SAMPLING)
   shuffle_seed = config.seed_for(SeedKind.SHUFFLE)
   batch_sizes = config.batch_sizes()
+  client_ids_fn = sampled_clients(config, dataset)
 
   def training_data_fn(round_num):
-    sampled = client_datasets.sample_clients(
-        dataset.client_ids, config.clients_per_round, round_num,
-        sampling_seed)
     return client_datasets.training_datasets(
-        dataset.train, sampled, batch_sizes=batch_sizes,
+        dataset.train, client_ids_fn(round_num), batch_sizes=batch_sizes,
         local_steps=config.local_steps, round_num=round_num,
         seed=shuffle_seed)
 
   return training_data_fn
 
 
+def has_client_states(process: Any) -> bool:
+  """Whether `process`'s clients keep state across rounds."""
+  return isinstance(process, client_state_process.ClientStateLearningProcess)
+
+
+def client_state_store(process: Any, output_dir: str
+                      ) -> Optional[client_states.ClientStateStore]:
+  """The run's store of client states, or None if its clients keep none."""
+  if not has_client_states(process):
+    return None
+  structure = process.initial_client_state(
+      process.get_model_weights(process.initialize()))
+  return client_states.ClientStateStore(
+      os.path.join(output_dir, outputs.CLIENT_STATES_DIR), structure)
+
+
+def _group_summaries(rows: List[Dict[str, float]],
+                     has_state: List[bool]) -> Dict[str, float]:
+  """Means of the clients with state and of the newcomers, apart."""
+  result = {}
+  for prefix, wanted in ((WITH_STATE_PREFIX, True),
+                         (NEWCOMERS_PREFIX, False)):
+    summary = summaries.summarize(
+        [row for row, flag in zip(rows, has_state) if flag == wanted])
+    for name, value in summary.items():
+      if not name.endswith(('/p10', '/worst')):
+        result[prefix + name] = value
+  return result
+
+
 def personalized_evaluation(
-    config: RunConfig, dataset: federated_dataset.FederatedDataset
+    config: RunConfig, dataset: federated_dataset.FederatedDataset,
+    process: Any = None,
+    store: Optional[client_states.ClientStateStore] = None,
 ) -> Tuple[List[str], Callable[[Any], List[Dict[str, float]]]]:
   """The run's evaluated clients and `model_weights -> rows`, one per client.
 
@@ -341,6 +388,12 @@ def personalized_evaluation(
   would hold every client's pipelines and results at once. A single
   chunk's datasets are made once for the whole run. The scores do not
   depend on the chunking (each client's batches derive from its id).
+
+  With a `store` (a `process` whose clients keep state), the function takes
+  the server state instead, and each client starts from its own
+  `personalized_weights(state, client_state)`; a client that never trained
+  has no state and is scored with what the algorithm gives a newcomer, the
+  personalized weights of `initial_client_state(global model)`.
   """
   task = tasks.get(config.dataset, config.data_dir)
   algorithm = registry.get(config.algorithm)
@@ -349,7 +402,13 @@ def personalized_evaluation(
       algorithm.evaluation_model(model_builder(config)()),
       personalization_steps=evaluation_params.personalization_steps,
       learning_rate=evaluation_params.learning_rate,
-      adaptation_draws=evaluation_params.adaptation_draws)
+      adaptation_draws=evaluation_params.adaptation_draws,
+      weights_at_clients=store is not None)
+  if store is not None:
+    personalize = client_state_process.build_personalized_weights_at_clients(
+        process)
+    rounds = training_loop.ClientStateRounds(process, store, lambda r: [],
+                                             lambda: 0)
   evaluation_seed = config.seed_for(SeedKind.EVALUATION)
   eval_ids = list(dataset.client_ids)
   if 0 < config.num_eval_clients < len(eval_ids):
@@ -368,11 +427,16 @@ def personalized_evaluation(
             for i in range(0, len(eval_ids), EVAL_CLIENTS_PER_CALL)]
   kept_datasets = eval_datasets(chunks[0]) if len(chunks) == 1 else None
 
-  def evaluate_clients(model_weights):
+  def evaluate_clients(weights_or_state):
     results = []
     for chunk_ids in chunks:
       train, test = kept_datasets or eval_datasets(chunk_ids)
-      results.extend(evaluate(model_weights, train, test))
+      weights = weights_or_state
+      if store is not None:
+        weights = personalize(weights_or_state,
+                              rounds.client_states(weights_or_state,
+                                                   chunk_ids))
+      results.extend(evaluate(weights, train, test))
     return personalization.per_client_metrics(results)
 
   return eval_ids, evaluate_clients
@@ -410,14 +474,19 @@ def _run_locked(config: RunConfig,
   algorithm = registry.get(config.algorithm)
   model_fn = model_builder(config)
   process = algorithm.build_process(model_fn, config.algorithm_params())
-  eval_ids, evaluate_clients = personalized_evaluation(config, dataset)
+  store = client_state_store(process, output_dir)
+  eval_ids, evaluate_clients = personalized_evaluation(config, dataset,
+                                                       process, store)
   training_data_fn = training_data(config, dataset)
 
   last_evaluation = {}
 
-  def evaluate_fn(model_weights, round_num):
-    rows = evaluate_clients(model_weights)
+  def evaluate_fn(weights_or_state, round_num):
+    rows = evaluate_clients(weights_or_state)
     summary = summaries.summarize(rows)
+    if store is not None:
+      summary.update(_group_summaries(
+          rows, [store.has_state(client_id) for client_id in eval_ids]))
     left_out = summaries.exclusion_message(eval_ids, rows)
     if left_out:
       if not summary.get(summaries.NUM_EVALUATED_CLIENTS):
@@ -456,7 +525,8 @@ def _run_locked(config: RunConfig,
         shown_metrics=_PROGRESS_METRICS)
     release_managers.append(progress)
   state_manager = checkpoints.CheckpointManager(
-      os.path.join(output_dir, outputs.CHECKPOINTS_DIR), keep_total=2)
+      os.path.join(output_dir, outputs.CHECKPOINTS_DIR), keep_total=2,
+      client_states=store)
   if state_manager.removed_interrupted_saves:
     logging.warning('removed the checkpoints of interrupted saves in %s: %s',
                     state_manager.root_dir,
@@ -470,7 +540,9 @@ def _run_locked(config: RunConfig,
         eval_every=config.eval_every,
         state_manager=state_manager,
         rounds_per_checkpoint=config.rounds_per_checkpoint,
-        release_managers=release_managers)
+        release_managers=release_managers,
+        client_ids_fn=sampled_clients(config, dataset),
+        client_state_store=store)
   finally:
     if progress is not None:
       progress.close()
@@ -480,7 +552,8 @@ def _run_locked(config: RunConfig,
   rounds_done = max(config.rounds, state_manager.loaded_version or 0)
   if last_evaluation.get('round') != rounds_done:
     # Resumed after the last round: score the final model again.
-    evaluate_fn(process.get_model_weights(state), rounds_done)
+    evaluate_fn(state if store is not None else
+                process.get_model_weights(state), rounds_done)
   rows, summary = last_evaluation['rows'], last_evaluation['summary']
   outputs.write_clients_csv(
       os.path.join(output_dir, outputs.CLIENTS_FILE), eval_ids, rows)

@@ -33,6 +33,7 @@ DATA_SOURCE_FILE = 'data_source.json'
 DROPPED_CLIENTS_FILE = 'dropped_clients.json'
 ACCURACY_PLOT_FILE = 'accuracy.png'
 CHECKPOINTS_DIR = 'checkpoints'
+CLIENT_STATES_DIR = 'client_states'  # program/client_states.py
 TENSORBOARD_DIR = 'tensorboard'
 
 _TEMPORARY_PREFIX = '.tmp_'

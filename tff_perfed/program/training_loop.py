@@ -34,7 +34,7 @@ never chooses an execution context.
 import asyncio
 import collections
 import sys
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -43,7 +43,9 @@ import tensorflow_federated as tff
 import tqdm
 
 from tff_perfed import errors
+from tff_perfed.program import client_states
 from tff_perfed.program import outputs
+from tff_perfed.templates import client_state_process
 
 ROUND_SECONDS = 'round_seconds'
 EVALUATION_SECONDS = 'evaluation_seconds'
@@ -70,7 +72,7 @@ class TrainingDivergedError(errors.RunError):
             f'; the last checkpoint, after round {last_saved_round}, is kept')
     super().__init__(
         f'training diverged at round {round_num}: {reason}{kept}; lower the '
-        'learning rates (--alpha, --beta) or check the data.')
+        'learning rates (the --<algorithm>.*learning_rate flags) or check the data.')
     self.round_num = round_num
     self.reason = reason
     self.last_saved_round = last_saved_round
@@ -149,6 +151,53 @@ class _DivergenceCheckingProcess:
     if reason is not None:
       raise TrainingDivergedError(self._current_round(), reason)
     return output
+
+
+class ClientStateRounds:
+  """A `ClientStateLearningProcess`'s rounds as TFF's loop calls them.
+
+  `next(state, client_data)` reads the sampled clients' states from the
+  store (a client that never trained gets `initial_client_state` of the
+  current global model: what the algorithm gives a newcomer), runs the
+  process's `next` and writes the new states back under the round's
+  number, before TFF's loop may checkpoint the round (the checkpoint's
+  manifest then names them).
+  """
+
+  def __init__(self, process: client_state_process.ClientStateLearningProcess,
+               store: client_states.ClientStateStore,
+               client_ids_fn: Callable[[int], Sequence[str]],
+               current_round: Callable[[], int]):
+    self._process = process
+    self._store = store
+    self._client_ids_fn = client_ids_fn
+    self._current_round = current_round
+    self.initialize = process.initialize
+    self.get_model_weights = process.get_model_weights
+
+  def client_states(self, state, client_ids: Sequence[str]) -> List[Any]:
+    """The clients' states; newcomers' from the current global model."""
+    newcomer = None
+    states = []
+    for client_id in client_ids:
+      saved = self._store.read(client_id)
+      if saved is None:
+        if newcomer is None:
+          newcomer = self._process.initial_client_state(
+              self._process.get_model_weights(state))
+        saved = newcomer
+      states.append(saved)
+    return states
+
+  def next(self, state, client_data):
+    round_num = self._current_round()
+    client_ids = list(self._client_ids_fn(round_num))
+    output = self._process.next(state, client_data,
+                                self.client_states(state, client_ids))
+    for client_id, client_state in zip(client_ids, output.client_states):
+      self._store.write(round_num, client_id, client_state)
+    return tff.learning.templates.LearningProcessOutput(output.state,
+                                                        output.metrics)
 
 
 def _flatten(prefix: str, value: Any, out: Dict[str, float]) -> None:
@@ -258,7 +307,7 @@ def _evaluation_rounds(total_rounds: int, eval_every: int) -> Callable[[int],
 
 
 def run_training_loop(
-    process: tff.learning.templates.LearningProcess,
+    process: Any,
     *,
     training_data_fn: Callable[[int], Any],
     total_rounds: int,
@@ -267,23 +316,34 @@ def run_training_loop(
     state_manager: Optional[tff.program.ProgramStateManager] = None,
     rounds_per_checkpoint: int = 1,
     release_managers: Sequence[tff.program.ReleaseManager] = (),
+    client_ids_fn: Optional[Callable[[int], Sequence[str]]] = None,
+    client_state_store: Optional[client_states.ClientStateStore] = None,
 ) -> Any:
   """Runs `process` to `total_rounds`, resuming from `state_manager`.
 
   Args:
-    process: The `LearningProcess` to train.
+    process: The `tff.learning.templates.LearningProcess` to train, or a
+      `templates.ClientStateLearningProcess` (then `client_ids_fn` and
+      `client_state_store` are needed, and the state manager should save
+      the store with each checkpoint: `checkpoints.CheckpointManager`'s
+      `client_states`).
     training_data_fn: `training_data_fn(round_num)` -> the sampled clients'
       datasets for that round (rounds count from 1).
     total_rounds: Train until this round; a run already there does nothing.
     evaluate_fn: `evaluate_fn(model_weights, round_num)` -> flat metrics,
       called at round 0 (a fresh run), every `eval_every` rounds and at the
-      last round.
+      last round. For a process with client states it gets the server
+      state instead of the model weights (each client is scored with its
+      own weights, `personalized_weights(state, client_state)`).
     eval_every: Rounds between evaluations.
     state_manager: Where the state is saved and resumed from; its versions
       are round numbers.
     rounds_per_checkpoint: Rounds between saves; the last round is saved too.
     release_managers: Receive each round's flat metrics (see
       `flatten_round_metrics`), keyed by round number.
+    client_ids_fn: `client_ids_fn(round_num)` -> the ids of the clients
+      whose datasets `training_data_fn(round_num)` returns, in order.
+    client_state_store: Where the clients' states are kept between rounds.
 
   Returns:
     The state after `total_rounds` rounds, or after the saved round if the
@@ -296,16 +356,27 @@ def run_training_loop(
       write.
   """
   is_evaluation_round = _evaluation_rounds(total_rounds, eval_every)
+  has_client_states = isinstance(
+      process, client_state_process.ClientStateLearningProcess)
+  if has_client_states and (client_ids_fn is None or
+                            client_state_store is None):
+    raise ValueError('a process with client states needs client_ids_fn and '
+                     'client_state_store')
 
   def evaluation_fn(state, round_num):
     if evaluate_fn is None or not is_evaluation_round(round_num):
       return collections.OrderedDict()
-    return collections.OrderedDict(
-        evaluate_fn(process.get_model_weights(state), round_num))
+    return collections.OrderedDict(evaluate_fn(
+        state if has_client_states else process.get_model_weights(state),
+        round_num))
 
   # TFF's loop drives its coroutines with `asyncio.get_event_loop()`, which
   # fails after an `asyncio.run` elsewhere; give it a loop of its own.
   current_round = [0]
+  rounds = process
+  if has_client_states:
+    rounds = ClientStateRounds(process, client_state_store, client_ids_fn,
+                               lambda: current_round[0])
 
   def selection_fn(round_num):
     # TFF's loop calls this right before `next` for the same round.
@@ -322,7 +393,7 @@ def run_training_loop(
   try:
     try:
       state = tff.simulation.run_training_process(
-          _DivergenceCheckingProcess(process, lambda: current_round[0]),
+          _DivergenceCheckingProcess(rounds, lambda: current_round[0]),
           training_selection_fn=selection_fn,
         total_rounds=total_rounds,
           evaluation_fn=evaluation_fn,

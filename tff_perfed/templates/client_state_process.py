@@ -202,3 +202,21 @@ def compose_client_state_process(
                                     initial_client_state_fn,
                                     get_model_weights_fn,
                                     personalized_weights_fn)
+
+
+def build_personalized_weights_at_clients(
+    process: ClientStateLearningProcess) -> tff.Computation:
+  """`(<S@SERVER, {C}@CLIENTS> -> {ModelWeights}@CLIENTS)`.
+
+  Each client's `personalized_weights(state, client_state)`, the server
+  state broadcast: what a program evaluates many clients with in one call.
+  """
+  state_type = process.state_type
+
+  @tff.federated_computation(
+      state_type, tff.FederatedType(process.client_state_type, tff.CLIENTS))
+  def personalized_weights_at_clients(state, client_states):
+    return tff.federated_map(process.personalized_weights,
+                             (tff.federated_broadcast(state), client_states))
+
+  return personalized_weights_at_clients
