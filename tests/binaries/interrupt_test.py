@@ -10,9 +10,12 @@ line the interrupted message (no traceback, no gRPC fork warning of a late
 worker), and leave no `worker_binary`: this test process is made a child
 subreaper, so that a worker orphaned by the binary becomes our child and is
 seen. The same command again then ends with a `summary.json` byte-identical
-to an uninterrupted run's.
+to an uninterrupted run's; for Ditto, whose clients keep state, a kill -9
+mid-round also ends with the same metrics, server state and client-state
+files.
 """
 
+import csv
 import ctypes
 import os
 import pathlib
@@ -22,6 +25,7 @@ import sys
 import time
 
 from absl.testing import flagsaver
+import numpy as np
 import pytest
 
 from tff_perfed.binaries import run_flags
@@ -178,3 +182,63 @@ def test_kill_9_sigint_and_sigterm_then_the_same_command_matches(
       *run_binary(tmp_path, output_dir, signal_at=(AT_EXIT, signal.SIGTERM)),
       signal.SIGTERM, subreaper)
   assert (output_dir / 'summary.json').read_bytes() == uninterrupted_summary
+
+
+# Ditto keeps each client's personal model in the run's client-state store.
+DITTO = ['--algorithm=ditto', '--rounds=4', '--rounds_per_checkpoint=2']
+# Rounds 1-2 write 4 states (2 clients each), then the round-2 checkpoint:
+# the 6th write is round 3's second, with its first already on disk.
+DURING_ROUND_3_CLIENT_STATES = (
+    'tff_perfed.program.client_states:ClientStateStore.write:6:0')
+
+
+def run_files(output_dir):
+  """`{path: bytes}` of the client states and the final checkpoint's
+  manifest, and the final server state's arrays."""
+  files = {}
+  for directory in ('client_states', 'checkpoints/program_state_4'):
+    for path in sorted((output_dir / directory).rglob('*')):
+      if path.is_file() and path.suffix != '.npz':
+        files[str(path.relative_to(output_dir))] = path.read_bytes()
+  with np.load(output_dir / 'checkpoints/program_state_4/state.npz') as f:
+    arrays = [f[name] for name in sorted(f.files)]
+  return files, arrays
+
+
+def metrics_without_times(output_dir):
+  with open(output_dir / 'metrics.csv') as f:
+    rows = list(csv.DictReader(f))
+  return [{k: v for k, v in row.items() if not k.endswith('_seconds')}
+          for row in rows]
+
+
+def test_kill_9_mid_round_with_client_states_then_rerun_is_bit_identical(
+    tmp_path, subreaper):
+  uninterrupted = tmp_path / 'uninterrupted'
+  with flagsaver.flagsaver():
+    run_flags.parse_flags(['train', *TINY, *DITTO,
+                           f'--output_dir={uninterrupted}'])
+    run_flags.main_wrapper(train.main, interrupted_message='')(['train'])
+  output_dir = tmp_path / 'run'
+  returncode, stderr, _ = run_binary(
+      tmp_path, output_dir, *DITTO,
+      signal_at=(DURING_ROUND_3_CLIENT_STATES, signal.SIGKILL))
+  assert returncode == -signal.SIGKILL, stderr
+  assert not left_workers(subreaper)
+  # Killed after one of round 3's states was written, past the checkpoint.
+  assert max(os.listdir(output_dir / 'checkpoints')) == 'program_state_2'
+  assert any(path.name == '3.npy'
+             for path in (output_dir / 'client_states').rglob('*'))
+  returncode, stderr, _ = run_binary(tmp_path, output_dir, *DITTO)
+  assert returncode == 0, stderr
+  assert ((output_dir / 'summary.json').read_bytes() ==
+          (uninterrupted / 'summary.json').read_bytes())
+  assert metrics_without_times(output_dir) == metrics_without_times(
+      uninterrupted)
+  files, arrays = run_files(output_dir)
+  want_files, want_arrays = run_files(uninterrupted)
+  assert files.keys() == want_files.keys()
+  assert files == want_files
+  assert len(arrays) == len(want_arrays)
+  for got, want in zip(arrays, want_arrays):
+    np.testing.assert_array_equal(got, want)
