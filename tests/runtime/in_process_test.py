@@ -55,6 +55,9 @@ def _run(runtime_name, output_dir, **settings):
     ('per_fedavg', HessianMode.EXACT),
     ('fedavg', HessianMode.FIRST_ORDER),
     ('afml', HessianMode.FIRST_ORDER),
+    # Clients with state: a whole personal model, and a personal head.
+    ('ditto', HessianMode.FIRST_ORDER),
+    ('fedper', HessianMode.FIRST_ORDER),
 ])
 def test_every_algorithm_trains_and_evaluates_to_the_cpp_numbers(
     tmp_path, restore_default_context, algorithm, hessian_mode):

@@ -180,6 +180,46 @@ def test_afml_round_matches_the_local_context(two_workers,
   _assert_same_round(reference, result)
 
 
+
+def _split_halves():
+  model = models.build_mlp_split(input_dim=DIM, num_classes=CLASSES, seed=0)
+  return (lambda: model.encoder), (lambda: model.head)
+
+
+CLIENT_STATE_PROCESSES = {
+    'ditto': lambda: tff_perfed.build_ditto(
+        _model, client_learning_rate=0.1, personal_learning_rate=0.2,
+        regularization=0.5, local_steps=1, personal_steps=2),
+    'apfl': lambda: tff_perfed.build_apfl(
+        _model, learning_rate=0.1, mixing_weight=0.25,
+        adapt_mixing_weight=True, local_steps=1),
+    'fedrep': lambda: tff_perfed.build_fedrep(
+        *_split_halves(), learning_rate=0.1, head_steps=2, body_steps=1),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CLIENT_STATE_PROCESSES))
+def test_client_state_rounds_match_the_local_context(
+    two_workers, restore_default_context, name):
+  """Clients' states go out to the workers and come back as on one."""
+  del restore_default_context
+  process = CLIENT_STATE_PROCESSES[name]()
+  data = _client_data(seed=3)
+
+  def two_rounds():
+    state = process.initialize()
+    client_states = [process.initial_client_state(
+        process.get_model_weights(state))] * len(data)
+    for _ in range(2):
+      output = process.next(state, data, client_states)
+      state, client_states = output.state, output.client_states
+    weights = process.get_model_weights(state)
+    return ([np.asarray(w) for w in weights.trainable] +
+            [np.asarray(x) for x in tf.nest.flatten(client_states)],
+            tf.nest.map_structure(np.asarray, output.metrics))
+
+  _assert_same_round(*_on_both(two_workers, two_rounds))
+
 def test_personalization_eval_per_client_results_match(
     two_workers, restore_default_context):
   del restore_default_context
