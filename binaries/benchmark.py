@@ -6,6 +6,7 @@ r"""Costs: the algorithms' variants, and the runtimes against plain TF.
       --flagfile=binaries/configs/demo.flags --rounds=2000 [--runtime=cpp]
   python -m tff_perfed.binaries.benchmark --suite=scale \
       [--scale_datasets=emnist,cifar100,shakespeare_plays]
+  python -m tff_perfed.binaries.benchmark --suite=client_states
 
 `--suite=runtimes` (`tff_perfed.program.runtime_benchmark`): for the digits
 MLP and the EMNIST CNN, first-order and exact Per-FedAvg, and each workload
@@ -30,6 +31,11 @@ first round, peak memory with and without `--diversity_zeta`, steady rounds
 at 10, 50 and 100 clients as ratios to 10, one evaluation of every client;
 and a user's own `tf.data` pipelines against the package's. About 40
 minutes on 2 cores. Writes `--output_json`.
+
+`--suite=client_states` (`tff_perfed.program.client_state_benchmark`):
+what the client-state store's reads and writes add to a 10-client Ditto
+round on the digits MLP and the EMNIST CNN (`--scale_round_repeats` timed
+rounds, the store in `--scale_work_dir`). Writes `--output_json`.
 
 `--suite=variants`: for one workload (the run flags: dataset, clients per
 round, local steps, batch sizes), measures in one run, so that machine speed
@@ -73,6 +79,7 @@ from tff_perfed import runtime
 from tff_perfed import validation
 from tff_perfed.algorithms import meta_gradients
 from tff_perfed.algorithms import registry
+from tff_perfed.program import client_state_benchmark
 from tff_perfed.program import experiment
 from tff_perfed.program import memory_probe
 from tff_perfed.program import outputs
@@ -81,7 +88,8 @@ from tff_perfed.program import scale_benchmark
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _SUITE = flags.DEFINE_enum('suite', 'variants',
-                           ['variants', 'runtimes', 'memory', 'scale'],
+                           ['variants', 'runtimes', 'memory', 'scale',
+                            'client_states'],
                            'What to measure (see the module docstring).')
 _STEP_REPEATS = flags.DEFINE_integer('step_repeats', 200, 'Timed steps.')
 _ROUND_REPEATS = flags.DEFINE_integer('round_repeats', 10, 'Timed rounds.')
@@ -303,7 +311,10 @@ def run_memory_suite(config, from_round: int, *, trim_heap: bool = False):
 
 
 def main() -> None:
-  if _SUITE.value == 'scale':
+  if _SUITE.value == 'client_states':
+    report = client_state_benchmark.measure_client_states(
+        repeats=_SCALE_ROUND_REPEATS.value, work_dir=_SCALE_WORK_DIR.value)
+  elif _SUITE.value == 'scale':
     for name in _SCALE_DATASETS.value:
       validation.require_choice('scale_datasets', name,
                                 scale_benchmark.DATASETS)

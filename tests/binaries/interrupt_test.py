@@ -186,10 +186,10 @@ def test_kill_9_sigint_and_sigterm_then_the_same_command_matches(
 
 # Ditto keeps each client's personal model in the run's client-state store.
 DITTO = ['--algorithm=ditto', '--rounds=4', '--rounds_per_checkpoint=2']
-# Rounds 1-2 write 4 states (2 clients each), then the round-2 checkpoint:
-# the 6th write is round 3's second, with its first already on disk.
+# Rounds 1-2 write 4 state files (2 clients each), then the round-2
+# checkpoint: the 6th file is round 3's second, with its first on disk.
 DURING_ROUND_3_CLIENT_STATES = (
-    'tff_perfed.program.client_states:ClientStateStore.write:6:0')
+    'tff_perfed.program.client_states:ClientStateStore._write_file:6:0')
 
 
 def run_files(output_dir):

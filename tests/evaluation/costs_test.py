@@ -267,3 +267,25 @@ def test_fairness_leaves_out_clients_without_two_finite_accuracies():
 def test_fairness_rejects_empty_or_unequal_lengths(personalized, local, name):
   with pytest.raises(ValueError, match=name):
     costs.fairness(personalized, local)
+
+
+@pytest.mark.parametrize('build', [
+    lambda: tff_perfed.build_ditto(_model_fn, client_learning_rate=0.1,
+                                   personal_learning_rate=0.1,
+                                   regularization=0.1),
+    lambda: tff_perfed.build_apfl(_model_fn, learning_rate=0.1,
+                                  mixing_weight=0.25),
+    lambda: tff_perfed.build_pfedme(_model_fn, personal_learning_rate=0.1,
+                                    regularization=1.0, inner_steps=2,
+                                    local_learning_rate=0.1, local_steps=1,
+                                    server_learning_rate=1.0),
+], ids=['ditto', 'apfl', 'pfedme'])
+def test_personal_models_stay_on_the_clients_and_cost_no_bytes(
+    fedavg_cost, build):
+  # What crosses is FedAvg's (the global model down, its update, weight and
+  # metric sums up) plus the int32 non-finite flag: a client's personal
+  # model (and APFL's mixing weight) never leaves it.
+  cost = costs.communication_bytes(build())
+  assert cost.down_bytes_per_client == fedavg_cost.down_bytes_per_client
+  assert cost.up_bytes_per_client == (
+      fedavg_cost.up_bytes_per_client + INT32_BYTES)

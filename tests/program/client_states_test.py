@@ -9,6 +9,7 @@ import pytest
 
 from tff_perfed.program import checkpoints
 from tff_perfed.program import client_states
+from tff_perfed.program import outputs
 
 STRUCTURE = collections.OrderedDict(
     personal=(np.zeros((2, 3), np.float32), np.zeros((3,), np.float32)),
@@ -36,8 +37,10 @@ def test_a_state_reads_back_bit_identical_and_newcomers_have_none(tmp_path):
   store = client_states.ClientStateStore(str(tmp_path), STRUCTURE)
   store.write(1, 'writer/0 é', state(0.1))
   assert store.has_state('writer/0 é') and not store.has_state('other')
+  assert_same_state(store.read('writer/0 é'), state(0.1))  # Maybe pending.
+  store.flush()
   assert store.read('other') is None
-  assert_same_state(store.read('writer/0 é'), state(0.1))
+  assert_same_state(store.read('writer/0 é'), state(0.1))  # From the disk.
   # An id with any characters gets a directory of its own.
   assert len(os.listdir(tmp_path)) == 1
   assert store.bytes_written == store.bytes_read > 0
@@ -61,6 +64,7 @@ def test_restoring_a_manifest_removes_the_versions_written_after_it(tmp_path):
   saved = store.manifest()  # The checkpoint of round 2.
   store.write(3, 'a', state(3.0))  # A round the kill cut short.
   store.write(3, 'c', state(3.0))
+  store.flush()
   reopened = client_states.ClientStateStore(str(tmp_path), STRUCTURE)
   reopened.restore(saved, 2)
   assert_same_state(reopened.read('a'), state(1.0))
@@ -85,6 +89,7 @@ def test_a_manifest_naming_a_missing_or_resized_file_is_a_mismatch(tmp_path):
 def test_a_damaged_state_fails_its_crc_in_one_named_error(tmp_path):
   store = client_states.ClientStateStore(str(tmp_path), STRUCTURE)
   store.write(1, 'a', state(1.0))
+  store.flush()
   path = tmp_path / client_states.client_directory_name('a') / '1.npy'
   data = bytearray(path.read_bytes())
   data[-1] ^= 0xFF  # Same size, other contents.
@@ -131,3 +136,13 @@ def test_a_checkpoint_whose_store_does_not_match_falls_back_to_the_last_pair(
   loaded, version = run(reopened.load_latest(server_state))
   assert version == 1 and float(loaded[0]) == 1.0
   assert_same_state(reopened_store.read('a'), state(1.0))
+
+
+def test_a_failed_background_write_is_raised_by_the_next_flush(tmp_path):
+  store = client_states.ClientStateStore(str(tmp_path), STRUCTURE)
+  # A file where the client's directory should be: the write fails.
+  (tmp_path / client_states.client_directory_name('a')).write_text('')
+  store.write(1, 'a', state(1.0))
+  with pytest.raises(outputs.OutputWriteError):
+    store.flush()
+  store.flush()  # Raised once.

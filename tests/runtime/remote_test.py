@@ -573,6 +573,10 @@ def _library_run(process, context, checkpoint_dir, before_round=None):
   Returns:
     `(final trainable weights, released metrics by round, saved rounds)`.
   """
+  # Put back after: the module fixture `uninterrupted_run` calls this before
+  # any test's `restore_default_context` looks, and a dead remote context
+  # left as the default hangs the next test file on this pytest worker.
+  previous = tff.framework.get_context_stack().current
   tff.framework.set_default_context(context)
   data = _client_data(seed=5)
 
@@ -591,6 +595,7 @@ def _library_run(process, context, checkpoint_dir, before_round=None):
                process.get_model_weights(state).trainable]
   finally:
     saved = sorted(asyncio.run(state_manager.get_versions()) or [])
+    tff.framework.set_default_context(previous)
   return weights, recorder.by_round, saved
 
 

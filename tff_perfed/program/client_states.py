@@ -3,7 +3,7 @@
 A `templates.ClientStateLearningProcess` (Ditto, APFL, FedRep, FedPer) maps
 the sampled clients' states each round; the program keeps them between
 rounds. In memory that would not scale (3,400 EMNIST writers with a personal
-copy of the 1.2 M-weight CNN are 16 GB), so `ClientStateStore` keeps one
+copy of our 1.69 M-weight CNN are 23 GB), so `ClientStateStore` keeps one
 file per client and state version, `<root>/<client>/<round>.npy` (the
 state's flattened arrays, written to a temporary file and renamed), and
 reads only the sampled clients' each round.
@@ -20,6 +20,16 @@ match its store: it counts as damaged, and the run resumes from the newest
 consistent pair. A version whose contents fail their CRC when read stops
 the run with `ClientStateDamagedError`. Versions no kept checkpoint's
 manifest names are removed after each checkpoint.
+
+Writes go to the disk from one background thread, so that they overlap the
+next round's computation (on the developer's machine the disk takes 70 MB/s:
+a 10-client round of the EMNIST CNN's personal models, 68 MB, would
+otherwise wait a second for it). A state waiting to be written is read back
+from memory; the manifest, and so every checkpoint, waits for every pending
+write (`flush`), so that a checkpoint never names a version that is not on
+disk. Files are not fsynced: a killed process loses nothing the kernel
+holds, and after a power loss a truncated file fails the size check (the
+run falls back) and a damaged one its CRC.
 """
 
 import dataclasses
@@ -27,7 +37,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import re
+import threading
 import time
 import zlib
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -39,6 +51,7 @@ from tff_perfed import errors
 from tff_perfed.program import outputs
 
 MANIFEST_FILE = 'client_states.json'
+_MAX_PENDING_WRITES = 64
 _VERSION_FILE = re.compile(r'^(\d+)\.npy$')
 
 
@@ -96,6 +109,13 @@ class ClientStateStore:
     self._structure = structure
     self._leaves = tf.nest.flatten(structure)
     self._index: Dict[str, Version] = {}
+    # client id -> (round, leaves) written to memory but maybe not yet to disk.
+    self._pending: Dict[str, tuple] = {}
+    # Bounded: a disk slower than the rounds makes `write` wait, not memory
+    # grow (64 EMNIST CNN states are 430 MB).
+    self._queue: queue.Queue = queue.Queue(maxsize=_MAX_PENDING_WRITES)
+    self._write_error: Optional[BaseException] = None
+    self._writer: Optional[threading.Thread] = None
     self.bytes_read = 0
     self.bytes_written = 0
     self.seconds = 0.0
@@ -105,12 +125,17 @@ class ClientStateStore:
                         f'{round_num}.npy')
 
   def manifest(self) -> Dict[str, List[int]]:
-    """The index as JSON: `{client id: [round, bytes, crc32]}`."""
+    """The index as JSON: `{client id: [round, bytes, crc32]}`.
+
+    Waits for the pending writes first (`flush`).
+    """
+    self.flush()
     return {client_id: version.to_json()
             for client_id, version in sorted(self._index.items())}
 
   def mismatch(self, manifest: Mapping[str, Sequence[int]]) -> Optional[str]:
     """Why `manifest` does not match the files, or None if it does."""
+    self.flush()
     for client_id, value in manifest.items():
       version = Version.from_json(value)
       path = self._path(client_id, version.round_num)
@@ -130,6 +155,7 @@ class ClientStateStore:
     Versions written after `round_num` are removed: the run recomputes
     them.
     """
+    self.flush()
     self._index = {client_id: Version.from_json(value)
                    for client_id, value in manifest.items()}
     with outputs.write_errors_named(self.root_dir):
@@ -138,7 +164,7 @@ class ClientStateStore:
           os.remove(path)
 
   def has_state(self, client_id: str) -> bool:
-    return client_id in self._index
+    return client_id in self._index or client_id in self._pending
 
   def read(self, client_id: str) -> Optional[Any]:
     """The client's current state, or None if it never trained.
@@ -146,6 +172,9 @@ class ClientStateStore:
     Raises:
       ClientStateDamagedError: If the file fails its size or CRC check.
     """
+    pending = self._pending.get(client_id)
+    if pending is not None:  # Not on disk yet, maybe: the same arrays.
+      return tf.nest.pack_sequence_as(self._structure, list(pending[1]))
     version = self._index.get(client_id)
     if version is None:
       return None
@@ -171,15 +200,60 @@ class ClientStateStore:
     return tf.nest.pack_sequence_as(self._structure, leaves)
 
   def write(self, round_num: int, client_id: str, state: Any) -> None:
-    """Saves the client's state after `round_num` as its current one."""
+    """Saves the client's state after `round_num` as its current one.
+
+    The file is written by the background thread; a failed write is raised
+    by a later `write` or `flush`.
+
+    Raises:
+      outputs.OutputWriteError: If an earlier write failed.
+    """
+    self._raise_write_error()
     start = time.monotonic()
+    leaves = tuple(np.asarray(leaf) for leaf in tf.nest.flatten(state))
+    self._pending[client_id] = (round_num, leaves)
+    if self._writer is None:
+      self._writer = threading.Thread(target=self._write_forever,
+                                      name='client-state-writer', daemon=True)
+      self._writer.start()
+    self._queue.put((round_num, client_id, leaves))
+    self.seconds += time.monotonic() - start
+
+  def flush(self) -> None:
+    """Waits until every state given to `write` is on disk.
+
+    Raises:
+      outputs.OutputWriteError: If a write failed.
+    """
+    start = time.monotonic()
+    self._queue.join()
+    self.seconds += time.monotonic() - start
+    self._raise_write_error()
+
+  def _raise_write_error(self) -> None:
+    if self._write_error is not None:
+      error, self._write_error = self._write_error, None
+      raise error
+
+  def _write_forever(self) -> None:
+    while True:
+      round_num, client_id, leaves = self._queue.get()
+      try:
+        if self._write_error is None:
+          self._write_file(round_num, client_id, leaves)
+      except BaseException as e:  # pylint: disable=broad-except
+        self._write_error = e  # Raised on the caller's thread.
+      finally:
+        self._queue.task_done()
+
+  def _write_file(self, round_num: int, client_id: str,
+                  leaves: Sequence[np.ndarray]) -> None:
     buffer = io.BytesIO()
     # .npy arrays one after another: the same arrays give the same bytes
     # (a .npz's zip entries carry the time of writing).
-    for leaf in tf.nest.flatten(state):
-      np.lib.format.write_array(buffer, np.asarray(leaf),
-                                allow_pickle=False)
-    data = buffer.getvalue()
+    for leaf in leaves:
+      np.lib.format.write_array(buffer, leaf, allow_pickle=False)
+    data = buffer.getbuffer()
     path = self._path(client_id, round_num)
     with outputs.write_errors_named(path):
       os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -187,9 +261,13 @@ class ClientStateStore:
       with open(temporary, 'wb') as f:
         f.write(data)
       os.replace(temporary, path)
-    self._index[client_id] = Version(round_num, len(data), zlib.crc32(data))
+    version = Version(round_num, len(data), zlib.crc32(data))
+    # Dict updates are atomic under the GIL; a newer pending version of the
+    # same client (a later round) stays pending until its own write.
+    self._index[client_id] = version
+    if self._pending.get(client_id, (None,))[0] == round_num:
+      del self._pending[client_id]
     self.bytes_written += len(data)
-    self.seconds += time.monotonic() - start
 
   def _version_files(self) -> Iterable[tuple]:
     for directory in os.scandir(self.root_dir):
@@ -211,6 +289,7 @@ class ClientStateStore:
         kept too).
       up_to_round: The newest checkpoint's round; later versions stay.
     """
+    self.flush()
     kept = {self._path(c, v.round_num) for c, v in self._index.items()}
     for manifest in manifests:
       kept.update(self._path(c, Version.from_json(v).round_num)
