@@ -129,6 +129,36 @@ def plot_seed_curves(curves: Mapping[str, Mapping[int, Sequence[float]]],
   plt.close(figure)
 
 
+@_figures_need_matplotlib(without=None)
+def plot_arm_scores(scores: Mapping[str, Sequence[float]], png_path: str, *,
+                    title: str, ylabel: str) -> None:
+  """One bar per arm: the mean over seeds, its std, and each seed as a dot.
+
+  Args:
+    scores: `{label: [score per seed]}`, in the order of the bars.
+    png_path: Where the figure goes (written atomically).
+    title: Figure title.
+    ylabel: Y axis label.
+  """
+  plt = _pyplot()
+  figure, axis = plt.subplots(figsize=(1.1 * len(scores) + 2, 4.5))
+  for i, values in enumerate(scores.values()):
+    values = np.asarray(values, np.float64)
+    axis.bar(i, values.mean(), yerr=values.std(ddof=1) if values.size > 1
+             else 0, color='C0', alpha=0.5, capsize=4)
+    axis.plot(np.full(values.size, i), values, 'k.')
+  axis.set_xticks(range(len(scores)))
+  axis.set_xticklabels(list(scores), rotation=30, ha='right')
+  lows = [min(v) for v in scores.values() if len(v)]
+  if lows:  # Zoom where the arms differ; bars from zero hide it.
+    axis.set_ylim(bottom=max(0.0, min(lows) - 0.05))
+  axis.set_ylabel(ylabel)
+  axis.set_title(title)
+  axis.grid(axis='y', alpha=0.3)
+  _save(figure, png_path)
+  plt.close(figure)
+
+
 def _by_arm_and_zeta(rows, column: str):
   """`{arm: {zeta: [values over seeds]}}`, skipping empty values."""
   grouped = {}

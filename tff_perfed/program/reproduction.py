@@ -19,6 +19,13 @@ at once, rewriting the same files from the same `cell.json`s:
 A progress line per cell goes to stdout: its number, its coordinates, its
 headline number and whether it was trained now or earlier.
 
+An experiment can name others whose cells it shares (`Experiment.reuses`):
+a cell whose settings (all but `output_dir`, `data_dir` and `strict_data`)
+equal those of a finished cell of one of them, in the sibling directory of
+that name, is not trained again; its `cell.json` is copied with this
+experiment's key and a `reused_from` path. A run is a function of its
+settings, so the copy is what training would give.
+
 A run that diverges (`training_loop.TrainingDivergedError`) is an outcome,
 not a failure of the experiment: a tuning grid is meant to try step sizes
 too large for some arm. Its `cell.json` records the round it diverged at
@@ -33,7 +40,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tff_perfed.evaluation import summaries
 from tff_perfed.program import experiment
@@ -102,6 +109,9 @@ class Experiment(abc.ABC):
   summary_line: str = ''
   flagfile: str = ''  # Path of the base settings (binaries/configs/).
   headline: str = ''  # The row's number shown in progress lines.
+  # Experiments whose finished cells with the same settings this one takes
+  # instead of training them again (in sibling directories of their names).
+  reuses: Sequence[str] = ()
 
   @abc.abstractmethod
   def num_cells(self, quick: bool) -> int:
@@ -151,6 +161,52 @@ def _finished(path: str, config: RunConfig) -> Optional[CellResult]:
                     details=saved['details'], seconds=saved['seconds'])
 
 
+# Settings that do not change what a run computes (where it reads and
+# writes, how it checks its data): a cell is reused whatever they are.
+_PLACE_SETTINGS = ('output_dir', 'data_dir', 'strict_data')
+
+
+def _same_run(config: RunConfig, settings: Mapping[str, Any]) -> bool:
+  """Whether saved `settings` describe the run `config` describes."""
+  if config.changed_settings(settings):
+    return False
+  current = config.to_json()
+  return all(settings.get(name) == current[name]
+             for name in RunConfig.RESUMABLE_SETTINGS
+             if name not in _PLACE_SETTINGS)
+
+
+class _ReusableCells:
+  """The finished cells of other experiments, found by their settings."""
+
+  def __init__(self, roots: Sequence[str]):
+    self._roots = roots
+    self._saved = None
+
+  def _load(self) -> List[Tuple[str, Dict[str, Any]]]:
+    saved = []
+    for root in self._roots:
+      for directory, _, files in sorted(os.walk(root)):
+        if CELL_FILE not in files:
+          continue
+        path = os.path.join(directory, CELL_FILE)
+        try:
+          with open(path) as f:
+            saved.append((path, json.load(f)))
+        except (OSError, ValueError):
+          continue  # Being written, or cut short: not finished.
+    return saved
+
+  def find(self, config: RunConfig) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """`(path, cell.json)` of a finished cell of the same run, or None."""
+    if self._saved is None:
+      self._saved = self._load()  # Once: other experiments are not running.
+    for path, saved in self._saved:
+      if _same_run(config, saved.get('settings', {})):
+        return path, saved
+    return None
+
+
 class _CellRunner:
   """Runs cells, skipping finished ones; shares each seed's dataset."""
 
@@ -164,6 +220,9 @@ class _CellRunner:
     self._done = 0
     self._dataset_key = None
     self._dataset = None
+    self._reusable = _ReusableCells([
+        os.path.join(os.path.dirname(os.path.abspath(output_dir)), name,
+                     CELLS_DIR) for name in exp.reuses])
 
   def _dataset_for(self, config: RunConfig):
     # Cells of one seed and zeta share their data; loading is per change.
@@ -186,6 +245,16 @@ class _CellRunner:
     if result is not None:
       self._log(f'{prefix}: {self._headline(result)} (finished earlier)')
       return result
+    reused = self._reusable.find(config)
+    if reused is not None:
+      source, saved = reused
+      result = CellResult(key=dict(key), row=saved['row'],
+                          details=saved['details'], seconds=saved['seconds'])
+      self._write(path, result, config,
+                  reused_from=os.path.relpath(source, self._output_dir))
+      self._log(f'{prefix}: {self._headline(result)} (the same run as '
+                f'{os.path.relpath(source, self._output_dir)})')
+      return result
     start = time.monotonic()
     dataset = self._dataset_for(config)
     try:
@@ -198,14 +267,19 @@ class _CellRunner:
     result = CellResult(key=dict(key), row=scored['row'],
                         details=scored['details'],
                         seconds=round(time.monotonic() - start, 1))
-    os.makedirs(directory, exist_ok=True)
-    outputs.write_json(path, {'key': result.key, 'row': result.row,
-                              'details': result.details,
-                              'seconds': result.seconds,
-                              'settings': config.to_json()})
+    self._write(path, result, config)
     self._log(f'{prefix}: {self._headline(result)} (trained in '
               f'{result.seconds:.0f} s)')
     return result
+
+  @staticmethod
+  def _write(path: str, result: CellResult, config: RunConfig,
+             **extra: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    outputs.write_json(path, {'key': result.key, 'row': result.row,
+                              'details': result.details,
+                              'seconds': result.seconds,
+                              'settings': config.to_json(), **extra})
 
   def _headline(self, result: CellResult) -> str:
     if result.diverged_at_round is not None:

@@ -11,11 +11,13 @@ from typing import Mapping, Sequence
 from tff_perfed import validation
 from tff_perfed.program import reproduction
 from tff_perfed.program.reproductions import afml_shakespeare
+from tff_perfed.program.reproductions import family
 from tff_perfed.program.reproductions import per_fedavg_mnist
 
 EXPERIMENTS: Mapping[str, reproduction.Experiment] = {
     e.name: e for e in (per_fedavg_mnist.EXPERIMENT,
-                        afml_shakespeare.EXPERIMENT)
+                        afml_shakespeare.EXPERIMENT, family.MNIST,
+                        family.SHAKESPEARE)
 }
 
 
