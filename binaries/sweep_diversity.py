@@ -7,13 +7,15 @@ r"""The AFML paper's comparison over diversity (section 5, Fig. 3-5).
 Starts from binaries/configs/sweep.flags (the command line overrides any of
 them). For every zeta of --sweep_zetas and seed of --sweep_seeds, the data
 is re-partitioned as the diversity scenario and FedAvg-FT, FedPer-Meta
-(Per-FedAvg, first order), FedMAML (Per-FedAvg, exact) and AFML are trained
-with the same budget, each into <sweep_output_dir>/zeta_<z>/seed_<s>/<name>
-(reruns resume). Writes <sweep_output_dir>/sweep.csv (one row per
-algorithm, zeta and seed; see `tff_perfed.program.diversity_sweep`),
-clients.json and the figures accuracy_vs_zeta.png,
-rounds_to_target_vs_zeta.png, costs.png, clients.png and fairness.png, and
-prints the table of means and standard deviations over seeds.
+(Per-FedAvg, first order), FedMAML (Per-FedAvg, exact) and AFML (or the arms
+of --sweep_arms, among them ditto, pfedme, apfl, fedrep and fedper) are
+trained with the same budget, each into
+<sweep_output_dir>/zeta_<z>/seed_<s>/<name> (reruns resume). Writes
+<sweep_output_dir>/sweep.csv (one row per algorithm, zeta and seed; see
+`tff_perfed.program.diversity_sweep`), clients.json and the figures
+accuracy_vs_zeta.png, rounds_to_target_vs_zeta.png, costs.png, clients.png
+and fairness.png, and prints the table of means and standard deviations over
+seeds.
 """
 
 # First, before TensorFlow loads (seconds): an interrupt at any moment ends
@@ -44,6 +46,11 @@ _ZETAS = flags.DEFINE_list('sweep_zetas', ['0', '0.5', '1'],
                            'The diversity scenario\'s zeta values.')
 _SEEDS = flags.DEFINE_list('sweep_seeds', ['0', '1', '2'],
                            'Seeds; each trains every algorithm per zeta.')
+_ARMS = flags.DEFINE_list(
+    'sweep_arms', [arm.name for arm in diversity_sweep.COMPARISON_SET],
+    'The algorithms trained, in this order: any of ' +
+    ', '.join(diversity_sweep.ARMS) + ' (settings of each from the run\'s '
+    'flags, e.g. --ditto.personal_steps).')
 _TARGET = flags.DEFINE_float(
     'target_accuracy', 0.8, 'The Pers.3 accuracy whose first evaluated round '
     'is rounds_to_target.')
@@ -97,14 +104,16 @@ def main() -> None:
   config = run_flags.config_from_flags()
   zetas = _numbers('sweep_zetas', _ZETAS.value, float)
   seeds = _numbers('sweep_seeds', _SEEDS.value, int)
+  arms = diversity_sweep.select_arms(_ARMS.value, argument='sweep_arms')
   result = diversity_sweep.run_diversity_sweep(
       config,
       zetas=zetas,
       seeds=seeds,
       output_dir=_OUTPUT_DIR.value,
+      arms=arms,
       target_accuracy=_TARGET.value,
       local_model_steps=_LOCAL_STEPS.value)
-  labels = {arm.name: arm.label for arm in diversity_sweep.COMPARISON_SET}
+  labels = {name: arm.label for name, arm in diversity_sweep.ARMS.items()}
   paths = plots.plot_sweep(result.rows, result.clients, labels,
                            _OUTPUT_DIR.value, rounds=config.rounds)
   print(f'\n{config.dataset}, {config.rounds} rounds, seeds '

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tff_perfed import validation
+from tff_perfed.algorithms import registry
 from tff_perfed.program import comparison
 
 
@@ -49,3 +51,23 @@ def test_statistics_are_those_of_the_per_seed_scores():
   assert result.spreads['accuracy']['B'].mean == pytest.approx(0.52)
   assert result.differences['loss'].mean == pytest.approx(-0.03)
   assert result.differences['accuracy'].num_positive == 2
+
+
+def test_arms_read_from_specs_are_labelled_like_the_papers():
+  assert comparison.parse_arms(comparison.arms_spec(comparison.PAPER_ARMS),
+                               max_steps=1) == comparison.PAPER_ARMS
+  assert [arm.label for arm in comparison.parse_arms(
+      ['ditto:0', 'pfedme:5', 'fedrep:1'], max_steps=5)] == [
+          'Ditto', 'pFedMe + 5 steps', 'FedRep + 1 step']
+
+
+def test_every_registered_algorithm_has_a_readable_label():
+  assert set(comparison.DISPLAY_NAMES) == set(registry.names())
+
+
+def test_unknown_arm_algorithm_lists_the_registered_ones():
+  with pytest.raises(validation.ArgumentValueError) as error:
+    comparison.parse_arms(['fedavg:1', 'fedprox:1'], max_steps=1,
+                          argument='demo_arms')
+  assert error.value.argument == 'demo_arms'
+  assert ', '.join(registry.names()) in str(error.value)

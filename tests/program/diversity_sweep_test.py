@@ -9,6 +9,7 @@ import pytest
 
 from tff_perfed import models
 from tff_perfed import validation
+from tff_perfed.algorithms import registry
 from tff_perfed.program import diversity_sweep
 from tff_perfed.program import plots
 from tff_perfed.program import run_config
@@ -117,3 +118,20 @@ def test_bad_sweep_settings_name_the_setting(tmp_path, changes, argument):
   with pytest.raises(validation.ArgumentError) as error:
     diversity_sweep.check_sweep_settings(config, **kwargs)
   assert error.value.argument == argument
+
+
+def test_every_arm_trains_a_registered_algorithm_under_its_own_name():
+  arms = diversity_sweep.COMPARISON_SET + diversity_sweep.FAMILY_ARMS
+  assert list(diversity_sweep.ARMS) == [arm.name for arm in arms]
+  assert {arm.algorithm for arm in diversity_sweep.FAMILY_ARMS} == {
+      'ditto', 'pfedme', 'apfl', 'fedrep', 'fedper'}
+  for arm in arms:
+    assert registry.get(arm.algorithm).name == arm.algorithm
+
+
+def test_select_arms_keeps_the_order_given_and_lists_known_arms():
+  assert [arm.name for arm in diversity_sweep.select_arms(
+      ['fedper', 'fedavg_ft'])] == ['fedper', 'fedavg_ft']
+  with pytest.raises(validation.ArgumentValueError) as error:
+    diversity_sweep.select_arms(['fedprox'])
+  assert ', '.join(diversity_sweep.ARMS) in str(error.value)

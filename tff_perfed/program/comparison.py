@@ -7,7 +7,9 @@ algorithm once per seed (the runs of one seed share the data split, the
 initial weights and the sampled clients) and reports, per arm of the table,
 the mean and spread over seeds, and for the question the paper asks -- does
 Per-FedAvg + 1 step beat FedAvg + 1 step? -- the paired per-seed difference
-with a Student-t confidence interval.
+with a Student-t confidence interval. Other arms, of any registered
+algorithm (`parse_arms`: `ditto:1`), ask the same question of the last arm
+and the one before it.
 
 Each seed's number is the mean personalized accuracy over clients, averaged
 over the last `final_evaluations` evaluations of the run: at the end of
@@ -19,10 +21,12 @@ round happened to land.
 import dataclasses
 import math
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tff_perfed import validation
+from tff_perfed.algorithms import registry
 from tff_perfed.evaluation import personalization
 from tff_perfed.evaluation import summaries
 from tff_perfed.program import experiment
@@ -48,6 +52,89 @@ PAPER_ARMS = (
     Arm('FedAvg + 1 step', 'fedavg', 1),
     Arm('Per-FedAvg + 1 step', 'per_fedavg', 1),
 )
+
+# The papers' names of the registered algorithms, for arm labels; an
+# algorithm missing here is labelled with its registry name.
+DISPLAY_NAMES = {
+    'fedavg': 'FedAvg',
+    'per_fedavg': 'Per-FedAvg',
+    'afml': 'AFML',
+    'ditto': 'Ditto',
+    'pfedme': 'pFedMe',
+    'apfl': 'APFL',
+    'fedrep': 'FedRep',
+    'fedper': 'FedPer',
+}
+
+ARMS_EXPECTED = 'a comma-separated list of algorithm:steps (e.g. fedavg:1)'
+
+
+def arm_label(algorithm: str, steps: int) -> str:
+  """`FedAvg`, `Ditto + 1 step`, `pFedMe + 5 steps`: the PAPER_ARMS style."""
+  name = DISPLAY_NAMES.get(algorithm, algorithm)
+  if steps == 0:
+    return name
+  return f'{name} + {steps} step{"" if steps == 1 else "s"}'
+
+
+def arms_spec(arms: Sequence[Arm]) -> List[str]:
+  """`['fedavg:0', ...]`, what `parse_arms` reads back into `arms`."""
+  return [f'{arm.algorithm}:{arm.steps}' for arm in arms]
+
+
+def parse_arms(specs: Sequence[str], *, max_steps: int,
+               argument: str = 'arms') -> Tuple[Arm, ...]:
+  """Arms from `algorithm:steps` strings, labelled by `arm_label`.
+
+  `parse_arms(arms_spec(PAPER_ARMS), ...)` is `PAPER_ARMS`, labels and all.
+
+  Args:
+    specs: One `algorithm:steps` per arm, in the table's order; the
+      comparison's difference is the last arm minus the one before.
+    max_steps: The most adaptation steps a run scores (the run's
+      `personalization_steps`).
+    argument: The name errors give the specs (a binary's flag).
+
+  Returns:
+    The arms, at least two, no two alike.
+
+  Raises:
+    tff_perfed.validation.ArgumentValueError: Naming `argument`, on fewer
+      than two arms, a malformed or repeated spec, an unknown algorithm (the
+      message lists the registered ones), or steps not an int in
+      [0, max_steps].
+  """
+  specs = [spec.strip() for spec in specs]
+  if len(specs) < 2:
+    raise validation.ArgumentValueError(
+        argument, f'{ARMS_EXPECTED} of two arms or more (the difference is '
+        'the last arm minus the one before)', ','.join(specs))
+  arms = []
+  for spec in specs:
+    algorithm, colon, steps_text = spec.partition(':')
+    if not colon:
+      raise validation.ArgumentValueError(argument, ARMS_EXPECTED, spec)
+    try:
+      registry.get(algorithm)
+    except validation.ArgumentError as e:
+      raise validation.ArgumentValueError(
+          argument, f'{ARMS_EXPECTED} whose algorithm is {e.expected}',
+          spec) from e
+    try:
+      steps = int(steps_text)
+    except ValueError:
+      steps = None
+    if steps is None or not 0 <= steps <= max_steps:
+      raise validation.ArgumentValueError(
+          argument, f'{ARMS_EXPECTED} whose steps are an int from 0 to '
+          f'the run\'s personalization_steps ({max_steps})', spec)
+    arm = Arm(arm_label(algorithm, steps), algorithm, steps)
+    if arm in arms:
+      raise validation.ArgumentValueError(
+          argument, f'{ARMS_EXPECTED} without repeats', spec)
+    arms.append(arm)
+  return tuple(arms)
+
 
 # The first metric decides the verdict; the others are reported beside it.
 METRICS = ('accuracy', 'loss')

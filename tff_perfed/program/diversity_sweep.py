@@ -12,7 +12,9 @@ reads one batch for FedAvg, (D, D', D'') for Per-FedAvg, (D, D') for AFML):
   The paper cites Deng et al. (2020), "Adaptive personalized federated
   learning", for FedMAML, which is APFL, not a MAML method; we read the name
   as federated MAML, i.e. Per-FedAvg with the exact Hessian term;
-* AFML (`afml`).
+* AFML (`afml`);
+* on request (`FAMILY_ARMS`): Ditto, pFedMe, APFL, FedRep and FedPer, with
+  the run's settings of each.
 
 Every client is evaluated. For each run the sweep records:
 
@@ -42,7 +44,7 @@ import csv
 import dataclasses
 import math
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow_federated as tff
@@ -95,6 +97,43 @@ COMPARISON_SET = (
              {'per_fedavg.hessian_mode': HessianMode.EXACT}),
     SweepArm('afml', 'AFML', 'afml'),
 )
+
+# The wider family (README "Clients with state, and the wider family"), on
+# request (`arms=`, the binary's --sweep_arms); their settings come from the
+# run's (sweep.flags). Clients that keep state (in all but pFedMe) start
+# the evaluation's adaptation from their personalized weights, newcomers
+# from what the algorithm gives one (`experiment.personalized_evaluation`).
+FAMILY_ARMS = (
+    SweepArm('ditto', 'Ditto', 'ditto'),
+    SweepArm('pfedme', 'pFedMe', 'pfedme'),
+    SweepArm('apfl', 'APFL', 'apfl'),
+    SweepArm('fedrep', 'FedRep', 'fedrep'),
+    SweepArm('fedper', 'FedPer', 'fedper'),
+)
+
+# Every arm a sweep can name, by name.
+ARMS = {arm.name: arm for arm in COMPARISON_SET + FAMILY_ARMS}
+
+
+def select_arms(names: Sequence[str],
+                argument: str = 'arms') -> Tuple[SweepArm, ...]:
+  """The arms of `ARMS` called `names`, in that order.
+
+  Raises:
+    tff_perfed.validation.ArgumentValueError: Naming `argument`, on no
+      names, an unknown name (the message lists the known ones) or a repeat.
+  """
+  names = [name.strip() for name in names]
+  expected = f'a comma-separated list of arms from {", ".join(ARMS)}'
+  if not names:
+    raise validation.ArgumentValueError(argument, expected, '')
+  for name in names:
+    if name not in ARMS:
+      raise validation.ArgumentValueError(argument, expected, name)
+  if len(set(names)) < len(names):
+    raise validation.ArgumentValueError(argument, expected + ', no repeats',
+                                        ','.join(names))
+  return tuple(ARMS[name] for name in names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +282,8 @@ def run_diversity_sweep(base_config: run_config_lib.RunConfig, *,
       and sampled clients.
     output_dir: Parent of the runs and the sweep's files.
     target_accuracy: The Pers.3 accuracy `rounds_to_target` waits for.
-    arms: The comparison set.
+    arms: The comparison set (default `COMPARISON_SET`; `select_arms`
+      names any of `ARMS`).
     local_model_steps: Steps of the local models (default rounds times
       local steps).
     show_progress: Progress bars on stderr.
