@@ -106,12 +106,13 @@ def apfl_local_step(loss_fn: Callable[[Weights, object], tf.Tensor],
   with tf.GradientTape() as tape:
     tape.watch(global_weights)
     global_loss = loss_fn(global_weights, batch)
-  global_gradients = tape.gradient(global_loss, global_weights)
+  global_gradients = learning_utils.dense_gradients(tape, global_loss,
+                                                    global_weights)
   mixed = mix(personal, global_weights, alpha)
   with tf.GradientTape() as tape:
     tape.watch(mixed)
     mixed_loss = loss_fn(mixed, batch)
-  g = tape.gradient(mixed_loss, mixed)
+  g = learning_utils.dense_gradients(tape, mixed_loss, mixed)
   new_global = tuple(w - learning_rate * gw
                      for w, gw in zip(global_weights, global_gradients))
   new_personal = tuple(v - learning_rate * alpha * gv

@@ -105,7 +105,7 @@ def ditto_personal_step(loss_fn: Callable[[Weights, object], tf.Tensor],
   with tf.GradientTape() as tape:
     tape.watch(personal)
     loss = loss_fn(personal, batch)
-  gradients = tape.gradient(loss, personal)
+  gradients = learning_utils.dense_gradients(tape, loss, personal)
   return tuple(
       v - learning_rate * (g + regularization * (v - w))
       for v, g, w in zip(personal, gradients, global_weights))
@@ -165,7 +165,7 @@ def build_ditto_client_update(model: FunctionalModel, params: DittoParams):
           metrics_state, labels=batch['y'],
           batch_output=tff.learning.models.BatchOutput(
               loss=loss, predictions=output))
-      gradients = tape.gradient(loss, trainable)
+      gradients = learning_utils.dense_gradients(tape, loss, trainable)
       trainable = tuple(w - params.client_learning_rate * g
                         for w, g in zip(trainable, gradients))
       num_examples += tf.cast(tf.shape(batch['y'])[0], tf.int64)

@@ -84,6 +84,24 @@ def batch_loss_fn(model: FunctionalModel,
   return loss_fn
 
 
+def dense_gradients(tape: tf.GradientTape, loss: tf.Tensor,
+                    weights: Sequence[tf.Tensor],
+                    **kwargs: Any) -> Tuple[tf.Tensor, ...]:
+  """`tape.gradient(loss, weights)` with every gradient a dense tensor.
+
+  An embedding lookup's gradient is an `IndexedSlices`, which arithmetic
+  with tensors (a step, a proximal term) does not accept.
+
+  Args:
+    tape: The tape that recorded `loss`.
+    loss: A scalar.
+    weights: The watched tensors.
+    **kwargs: For `tape.gradient` (e.g. `unconnected_gradients`).
+  """
+  return tuple(tf.convert_to_tensor(g)
+               for g in tape.gradient(loss, weights, **kwargs))
+
+
 def zero_if_non_finite(update: Sequence[tf.Tensor]
                       ) -> Tuple[Tuple[tf.Tensor, ...], tf.Tensor]:
   """Returns `(update or zeros, 1 if any entry was non-finite else 0)`.

@@ -126,8 +126,8 @@ def _sgd_step(loss_fn, weights: Weights, batch, learning_rate: float,
     tape.watch(part)
     loss = loss_fn(replace(weights, part), batch)
   # The encoder's log-scale weights do not reach z_mean: they stay put.
-  gradients = tape.gradient(loss, part,
-                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  gradients = learning_utils.dense_gradients(
+      tape, loss, part, unconnected_gradients=tf.UnconnectedGradients.ZERO)
   return replace(weights, tuple(
       w - learning_rate * g for w, g in zip(part, gradients)))
 

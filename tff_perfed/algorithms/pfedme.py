@@ -92,7 +92,7 @@ def pfedme_personalize(loss_fn: Callable[[Weights, object], tf.Tensor],
     with tf.GradientTape() as tape:
       tape.watch(theta)
       loss = loss_fn(theta, batch)
-    gradients = tape.gradient(loss, theta)
+    gradients = learning_utils.dense_gradients(tape, loss, theta)
     theta = tuple(t - learning_rate * (g + regularization * (t - w))
                   for t, g, w in zip(theta, gradients, local))
   return theta
