@@ -43,11 +43,17 @@ cancels out:
   * one local step of each variant, the algorithm registry's `local_step`
     compiled as a `tf.function`: FedAvg's SGD step on one batch, a
     Per-FedAvg step (eq. 8 with the FIRST_ORDER, HESSIAN_FREE or EXACT
-    meta-gradient on three batches), and an AFML client pair (head and
+    meta-gradient on three batches), an AFML client pair (head and
     encoder gradients on a support and a query batch, second order through
-    the head's inner step);
+    the head's inner step), and one step of Ditto (its global model's),
+    pFedMe (its `inner_steps` steps for theta and the move of w), APFL (w
+    and v), FedRep (a head step) and FedPer;
   * one steady-state round of the TFF learning process (tracing and worker
-    start excluded by warm-up rounds) with the same clients.
+    start excluded by warm-up rounds) with the same clients; a process whose
+    clients keep state gets newcomers' states (`initial_client_state`) and
+    its round carries them in and out. A round is the algorithm's own:
+    Ditto's also trains the personal model (`--ditto.personal_steps`),
+    FedRep's is `--fedrep.head_steps` plus `--fedrep.body_steps`.
 Prints medians in milliseconds and as ratios to FedAvg and to first-order
 Per-FedAvg; rounds run on `--runtime`.
 """
@@ -121,12 +127,14 @@ _SCALE_WORK_DIR = flags.DEFINE_string(
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Also write here.')
 
 HessianMode = meta_gradients.HessianMode
-VARIANTS = ('fedavg',) + tuple(mode.value for mode in HessianMode) + ('afml',)
+# Per-FedAvg's three modes, then every other registered algorithm.
+VARIANTS = ('fedavg',) + tuple(mode.value for mode in HessianMode) + tuple(
+    name for name in registry.names() if name not in ('fedavg', 'per_fedavg'))
 
 
 def variant_config(config, name: str):
   """The run settings of one variant."""
-  if name in ('fedavg', 'afml'):
+  if name in registry.names():
     return config.replace(algorithm=name)
   return config.replace(algorithm='per_fedavg',
                         **{'per_fedavg.hessian_mode': HessianMode(name)})
@@ -175,8 +183,15 @@ def time_rounds(config, dataset, repeats: int) -> Dict[str, float]:
         dataset.train, clients, batch_sizes=variant.batch_sizes(),
         local_steps=variant.local_steps, round_num=0, seed=0)
     state = process.initialize()
-    results[name] = _median_seconds(lambda: process.next(state, data),
-                                    repeats)
+    if experiment.has_client_states(process):
+      # Newcomers' states, the same every repeat: a steady round's cost.
+      client_states = [process.initial_client_state(
+          process.get_model_weights(state))] * len(clients)
+      results[name] = _median_seconds(
+          lambda: process.next(state, data, client_states), repeats)
+    else:
+      results[name] = _median_seconds(lambda: process.next(state, data),
+                                      repeats)
   return results
 
 
@@ -188,7 +203,9 @@ def format_report(step: Dict[str, float], rounds: Dict[str, float]) -> str:
         f'{name:<14}{1e3 * step[name]:>10.3f}'
         f'{step[name] / step["fedavg"]:>15.2f}{1e3 * rounds[name]:>11.1f}'
         f'{rounds[name] / rounds["fedavg"]:>16.2f}')
-  for name in ('exact', 'afml'):
+  for name in VARIANTS[VARIANTS.index('exact'):]:
+    if name in ('first_order', 'hessian_free'):
+      continue
     lines.append(
         f'{name.upper()} / FIRST_ORDER: step '
         f'{step[name] / step["first_order"]:.2f}x, round '

@@ -165,3 +165,56 @@ def test_cell_directories_are_named_by_their_coordinates():
   assert cell.directory_name == os.path.join('zeta_0.3', 'seed_2',
                                              'arm_afml')
   assert cell.name == 'zeta=0.3 seed=2 arm=afml'
+
+
+class _Reusing(_Grid):
+  """`_Grid` under another name that takes the cells of 'fake'."""
+
+  name = 'reusing'
+  reuses = ('fake',)
+
+
+def test_a_cell_of_the_same_settings_in_a_reused_experiment_is_not_rerun(
+    tmp_path, fake_runs):
+  base = run_config_lib.RunConfig(rounds=3)
+  reproduction.run_reproduction(_Grid(), base, output_dir=str(
+      tmp_path / 'fake'), log=lambda line: None)
+  assert len(fake_runs) == 2
+  lines = []
+  # Seed 2 is new; seeds 0 and 1 are the same runs as fake's.
+  reusing = _Reusing(seeds=(0, 1, 2))
+  result = reproduction.run_reproduction(
+      reusing, base, output_dir=str(tmp_path / 'reusing'), log=lines.append)
+  assert len(fake_runs) == 3 and reusing.scored == [2]
+  assert lines[0] == ('[1/3] reusing seed=0: score 0.0000 (the same run as '
+                      '../fake/cells/seed_0/cell.json)')
+  assert [c.row['score'] for c in result.cells] == [0.0, 0.1, 0.2]
+  with open(tmp_path / 'reusing' / 'cells' / 'seed_1' /
+            reproduction.CELL_FILE) as f:
+    copied = json.load(f)
+  assert copied['reused_from'] == '../fake/cells/seed_1/cell.json'
+  assert copied['settings']['output_dir'].endswith(
+      os.path.join('reusing', 'cells', 'seed_1'))
+  # From then on the copy is this experiment's own finished cell.
+  reproduction.run_reproduction(_Reusing(seeds=(0, 1, 2)), base,
+                                output_dir=str(tmp_path / 'reusing'),
+                                log=lines.append)
+  assert all(line.endswith('(finished earlier)') for line in lines[3:])
+
+
+@pytest.mark.parametrize('change,reused', [
+    ({'eval_every': 2}, False), ({'batch_size': 7}, False),
+    ({'per_fedavg.outer_learning_rate': 0.3}, False),
+    # Another algorithm's setting does not change a Per-FedAvg run.
+    ({'fedavg.client_learning_rate': 0.3}, True),
+    # Nor does where it reads its data from.
+    ({'data_dir': '/elsewhere'}, True)])
+def test_a_cell_is_reused_only_when_its_run_is_the_same(
+    tmp_path, fake_runs, change, reused):
+  base = run_config_lib.RunConfig(rounds=3)
+  reproduction.run_reproduction(_Grid(), base, output_dir=str(
+      tmp_path / 'fake'), log=lambda line: None)
+  reproduction.run_reproduction(_Reusing(), base.replace(**change),
+                                output_dir=str(tmp_path / 'reusing'),
+                                log=lambda line: None)
+  assert len(fake_runs) == (2 if reused else 4)

@@ -113,6 +113,10 @@ class Experiment(abc.ABC):
   # instead of training them again (in sibling directories of their names).
   reuses: Sequence[str] = ()
 
+  def headline_value(self, row: Mapping[str, Any]) -> Any:
+    """The number a progress line shows for a finished cell's row."""
+    return row.get(self.headline)
+
   @abc.abstractmethod
   def num_cells(self, quick: bool) -> int:
     """How many cells `run_cells` runs (for progress lines)."""
@@ -285,7 +289,7 @@ class _CellRunner:
     if result.diverged_at_round is not None:
       return f'diverged at round {result.diverged_at_round}'
     name = self._experiment.headline
-    value = result.row.get(name)
+    value = self._experiment.headline_value(result.row)
     shown = f'{value:.4f}' if isinstance(value, float) else value
     return f'{name} {shown}'
 
