@@ -3,26 +3,16 @@
 import json
 import os
 
-from absl.testing import flagsaver
 import numpy as np
 import pytest
+import reproduce_runs
 
-from tff_perfed.binaries import reproduce
-from tff_perfed.binaries import run_flags
 from tff_perfed.program import outputs
 from tff_perfed.program import reproduction
 from tff_perfed.program.reproductions import family
 
-
-def _reproduce(*args):
-  with flagsaver.flagsaver():
-    reproduce.parse_flags(['reproduce', *args])
-    run_flags.main_wrapper(reproduce.main,
-                           interrupted_message='')(['reproduce'])
-
-
-def _progress_lines(printed):
-  return [line for line in printed.splitlines() if line.startswith('[')]
+_reproduce = reproduce_runs.reproduce_in_process
+_progress_lines = reproduce_runs.progress_lines
 
 
 def _cell(output_dir, *parts):

@@ -6,25 +6,14 @@ import os
 import subprocess
 import sys
 
-from absl.testing import flagsaver
 import pytest
+import reproduce_runs
 
-from tff_perfed.binaries import reproduce
-from tff_perfed.binaries import run_flags
 from tff_perfed.program import reproduction
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-
-
-def _reproduce(*args):
-  with flagsaver.flagsaver():
-    reproduce.parse_flags(['reproduce', *args])
-    run_flags.main_wrapper(reproduce.main,
-                           interrupted_message='')(['reproduce'])
-
-
-def _progress_lines(printed):
-  return [line for line in printed.splitlines() if line.startswith('[')]
+_reproduce = reproduce_runs.reproduce_in_process
+_progress_lines = reproduce_runs.progress_lines
 
 
 def test_quick_per_fedavg_mnist_writes_its_files_and_a_rerun_ends_at_once(

@@ -394,6 +394,25 @@ def claim_verdict(a: Sequence[float], b: Sequence[float], *,
   }
 
 
+def format_tuning(tuning: Mapping[str, Any],
+                  labels: Mapping[str, str]) -> List[str]:
+  """A summary's tuning: the settings chosen, then those that diverged.
+
+  Args:
+    tuning: `{'seed', 'zeta' (or None), 'chosen': {arm: setting},
+      'tried': [{'arm', 'setting', 'diverged_at_round'?}]}`.
+    labels: `{arm: label}`.
+  """
+  where = f'seed {tuning["seed"]}' + (
+      f', zeta {tuning["zeta"]:g}' if tuning.get('zeta') is not None else '')
+  lines = [f'Tuning ({where}): chosen ' + '; '.join(
+      f'{labels[a]}: {s}' for a, s in tuning['chosen'].items())]
+  lines += [f'  {labels[e["arm"]]} {e["setting"]}: diverged at round '
+            f'{e["diverged_at_round"]}'
+            for e in tuning['tried'] if 'diverged_at_round' in e]
+  return lines
+
+
 def format_claim(claim: Mapping[str, Any]) -> str:
   """`+0.0123 [+0.0040, +0.0206], 5/5 seeds: holds`."""
   return (f'{claim["mean"]:+.4f} [{claim["low"]:+.4f}, {claim["high"]:+.4f}]'

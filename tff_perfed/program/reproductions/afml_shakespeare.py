@@ -410,14 +410,7 @@ class AfmlShakespeare(reproduction.Experiment):
                                  rounds=rounds))
 
   def format_summary(self, summary) -> str:
-    lines = ['Tuning (seed {seed}, zeta {zeta}): chosen '.format(
-        **summary['tuning']) + '; '.join(
-            f'{LABELS[a]}: {s}' for a, s in summary['tuning'][
-                'chosen'].items())]
-    for entry in summary['tuning']['tried']:
-      if 'diverged_at_round' in entry:
-        lines.append(f'  {LABELS[entry["arm"]]} {entry["setting"]}: diverged '
-                     f'at round {entry["diverged_at_round"]}')
+    lines = reproduction.format_tuning(summary['tuning'], LABELS)
     for cell in summary['diverged']:
       lines.append(f'Diverged, left out of the paired claims: zeta '
                    f'{cell["zeta"]:g} seed {cell["seed"]} '

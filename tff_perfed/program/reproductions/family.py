@@ -485,16 +485,7 @@ class FamilyComparison(reproduction.Experiment):
     return [path, curves_path] if plots.available() else []
 
   def format_summary(self, summary) -> str:
-    tuning = summary['tuning']
-    lines = [f'Tuning (seed {tuning["seed"]}'
-             + (f', zeta {tuning["zeta"]:g}' if tuning['zeta'] is not None
-                else '') + '): chosen ' + '; '.join(
-                    f'{self._labels[a]}: {s}'
-                    for a, s in tuning['chosen'].items())]
-    for entry in tuning['tried']:
-      if 'diverged_at_round' in entry:
-        lines.append(f'  {self._labels[entry["arm"]]} {entry["setting"]}: '
-                     f'diverged at round {entry["diverged_at_round"]}')
+    lines = reproduction.format_tuning(summary['tuning'], self._labels)
     for cell in summary['diverged']:
       lines.append(f'Diverged, left out of the paired claims: seed '
                    f'{cell["seed"]} {self._labels[cell["arm"]]} at round '
