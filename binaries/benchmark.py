@@ -183,15 +183,12 @@ def time_rounds(config, dataset, repeats: int) -> Dict[str, float]:
         dataset.train, clients, batch_sizes=variant.batch_sizes(),
         local_steps=variant.local_steps, round_num=0, seed=0)
     state = process.initialize()
+    args = (state, data)
     if experiment.has_client_states(process):
       # Newcomers' states, the same every repeat: a steady round's cost.
-      client_states = [process.initial_client_state(
-          process.get_model_weights(state))] * len(clients)
-      results[name] = _median_seconds(
-          lambda: process.next(state, data, client_states), repeats)
-    else:
-      results[name] = _median_seconds(lambda: process.next(state, data),
-                                      repeats)
+      args += ([process.initial_client_state(
+          process.get_model_weights(state))] * len(clients),)
+    results[name] = _median_seconds(lambda: process.next(*args), repeats)
   return results
 
 
@@ -204,8 +201,6 @@ def format_report(step: Dict[str, float], rounds: Dict[str, float]) -> str:
         f'{step[name] / step["fedavg"]:>15.2f}{1e3 * rounds[name]:>11.1f}'
         f'{rounds[name] / rounds["fedavg"]:>16.2f}')
   for name in VARIANTS[VARIANTS.index('exact'):]:
-    if name in ('first_order', 'hessian_free'):
-      continue
     lines.append(
         f'{name.upper()} / FIRST_ORDER: step '
         f'{step[name] / step["first_order"]:.2f}x, round '

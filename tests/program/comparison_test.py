@@ -62,7 +62,9 @@ def test_arms_read_from_specs_are_labelled_like_the_papers():
 
 
 def test_every_registered_algorithm_has_a_readable_label():
-  assert set(comparison.DISPLAY_NAMES) == set(registry.names())
+  labels = [registry.get(name).label for name in registry.names()]
+  assert all(labels) and len(set(labels)) == len(labels)
+  assert comparison.arm_label('per_fedavg', 1) == 'Per-FedAvg + 1 step'
 
 
 def test_unknown_arm_algorithm_lists_the_registered_ones():

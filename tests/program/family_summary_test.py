@@ -1,8 +1,11 @@
 """The family comparison from made-up cells: tuning, ranking, paired claims."""
 
+from absl.testing import flagsaver
 import numpy as np
 import pytest
 
+from tff_perfed.binaries import reproduce
+from tff_perfed.binaries import run_flags
 from tff_perfed.program import reproduction
 from tff_perfed.program.reproductions import afml_shakespeare
 from tff_perfed.program.reproductions import family
@@ -136,3 +139,39 @@ def test_every_arm_takes_as_many_client_steps_a_round():
     if arm.name == 'fedrep':
       assert (arm.settings['fedrep.head_steps'] +
               arm.settings['fedrep.body_steps']) == 4
+
+
+def _configs(exp, base):
+  """`[(key, config)]` of every cell `exp` runs, every tuning score equal."""
+  recorded = []
+
+  def run_cell(key, config):
+    recorded.append((dict(key), config))
+    return reproduction.CellResult(
+        key=dict(key), row={'tuning_score': 0.1, family.SCORE: 0.1},
+        details={}, seconds=0.0)
+
+  exp.run_cells(base, False, run_cell)
+  return recorded
+
+
+def test_shakespeare_runs_of_the_shared_arms_are_afml_shakespeares_runs():
+  # The flagfile both experiments start from, as the binary reads it.
+  with flagsaver.flagsaver():
+    reproduce.parse_flags(['reproduce', '--experiment=family_shakespeare'])
+    base = run_flags.config_from_flags()
+  theirs = [config for _, config in _configs(afml_shakespeare.EXPERIMENT,
+                                             base)]
+  shared = [(key, config) for key, config in _configs(family.SHAKESPEARE,
+                                                      base)
+            if key['arm'] in ('fedavg_ft', 'per_fedavg', 'afml')]
+  # 4 tuning settings and 3 seeds at zeta = 0 each: all reused, none trained.
+  assert len(shared) == 3 * (4 + 3)
+  for key, config in shared:
+    assert any(reproduction.same_run(config, other.to_json())
+               for other in theirs), key
+  # A new arm's run is no afml_shakespeare run.
+  ditto = next(config for key, config in _configs(family.SHAKESPEARE, base)
+               if key['arm'] == 'ditto')
+  assert not any(reproduction.same_run(ditto, other.to_json())
+                 for other in theirs)

@@ -40,6 +40,7 @@ class Algorithm:
 
   Attributes:
     name: The name runs use (`--algorithm`).
+    label: Its paper's name, for tables and figures.
     summary: One line for help texts.
     params_type: The frozen hyperparameter dataclass; it validates itself,
       and every field has a default and a line in its docstring.
@@ -62,6 +63,7 @@ class Algorithm:
       on the encoder's mean.
   """
   name: str
+  label: str
   summary: str
   params_type: type
   build: Callable[..., tff.learning.templates.LearningProcess]
@@ -146,6 +148,7 @@ def _registry(*algorithms: Algorithm) -> Dict[str, Algorithm]:
 ALGORITHMS: Mapping[str, Algorithm] = _registry(
     Algorithm(
         name='fedavg',
+        label='FedAvg',
         summary='FedAvg: client SGD, server mean (TFF\'s '
         'build_weighted_fed_avg).',
         params_type=fedavg.FedAvgParams,
@@ -154,6 +157,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         local_step=fedavg.local_step),
     Algorithm(
         name='per_fedavg',
+        label='Per-FedAvg',
         summary='Per-FedAvg (Fallah et al. 2020): local meta-steps of '
         'eq. (8), inner step alpha, outer step beta.',
         params_type=per_fedavg.PerFedAvgParams,
@@ -163,6 +167,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         local_step=per_fedavg.local_step),
     Algorithm(
         name='afml',
+        label='AFML',
         summary='AFML: a Gaussian encoder and a head adapted by one inner '
         'step; eq. (4)\'s regularizers; server steps on head and encoder.',
         params_type=afml.AfmlParams,
@@ -173,6 +178,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         uses_split_model=True),
     Algorithm(
         name='pfedme',
+        label='pFedMe',
         summary='pFedMe (Dinh et al. 2020): each local step solves the '
         'Moreau envelope for theta and moves w toward it; server mixing '
         'beta.',
@@ -182,6 +188,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         local_step=pfedme.local_step),
     Algorithm(
         name='ditto',
+        label='Ditto',
         summary='Ditto (Li et al. 2021): FedAvg for w; each client keeps a '
         'personal model v trained on F_k(v) + lambda/2 ||v - w||^2.',
         params_type=ditto.DittoParams,
@@ -191,6 +198,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         round_steps=ditto.round_steps),
     Algorithm(
         name='apfl',
+        label='APFL',
         summary='APFL (Deng et al. 2020): each client keeps v and mixes it '
         'with w by its mixing weight alpha, learnt or fixed.',
         params_type=apfl.ApflParams,
@@ -199,6 +207,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         local_step=apfl.local_step),
     Algorithm(
         name='fedrep',
+        label='FedRep',
         summary='FedRep (Collins et al. 2021): personal heads trained with '
         'the body fixed, then the body; only the body is averaged.',
         params_type=personal_heads.FedRepParams,
@@ -212,6 +221,7 @@ ALGORITHMS: Mapping[str, Algorithm] = _registry(
         whole_split_model=True),
     Algorithm(
         name='fedper',
+        label='FedPer',
         summary='FedPer (Arivazhagan et al. 2019): body and personal head '
         'trained together; only the body is averaged.',
         params_type=personal_heads.FedPerParams,

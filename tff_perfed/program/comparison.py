@@ -53,25 +53,12 @@ PAPER_ARMS = (
     Arm('Per-FedAvg + 1 step', 'per_fedavg', 1),
 )
 
-# The papers' names of the registered algorithms, for arm labels; an
-# algorithm missing here is labelled with its registry name.
-DISPLAY_NAMES = {
-    'fedavg': 'FedAvg',
-    'per_fedavg': 'Per-FedAvg',
-    'afml': 'AFML',
-    'ditto': 'Ditto',
-    'pfedme': 'pFedMe',
-    'apfl': 'APFL',
-    'fedrep': 'FedRep',
-    'fedper': 'FedPer',
-}
-
 ARMS_EXPECTED = 'a comma-separated list of algorithm:steps (e.g. fedavg:1)'
 
 
 def arm_label(algorithm: str, steps: int) -> str:
   """`FedAvg`, `Ditto + 1 step`, `pFedMe + 5 steps`: the PAPER_ARMS style."""
-  name = DISPLAY_NAMES.get(algorithm, algorithm)
+  name = registry.get(algorithm).label
   if steps == 0:
     return name
   return f'{name} + {steps} step{"" if steps == 1 else "s"}'

@@ -52,6 +52,7 @@ import tensorflow_federated as tff
 from tff_perfed.data_utils import client_datasets
 from tff_perfed.data_utils import tasks
 from tff_perfed import validation
+from tff_perfed.algorithms import registry
 from tff_perfed.evaluation import costs
 from tff_perfed.evaluation import local_models
 from tff_perfed.evaluation import personalization
@@ -103,13 +104,9 @@ COMPARISON_SET = (
 # run's (sweep.flags). Clients that keep state (in all but pFedMe) start
 # the evaluation's adaptation from their personalized weights, newcomers
 # from what the algorithm gives one (`experiment.personalized_evaluation`).
-FAMILY_ARMS = (
-    SweepArm('ditto', 'Ditto', 'ditto'),
-    SweepArm('pfedme', 'pFedMe', 'pfedme'),
-    SweepArm('apfl', 'APFL', 'apfl'),
-    SweepArm('fedrep', 'FedRep', 'fedrep'),
-    SweepArm('fedper', 'FedPer', 'fedper'),
-)
+FAMILY_ARMS = tuple(
+    SweepArm(name, registry.get(name).label, name)
+    for name in ('ditto', 'pfedme', 'apfl', 'fedrep', 'fedper'))
 
 # Every arm a sweep can name, by name.
 ARMS = {arm.name: arm for arm in COMPARISON_SET + FAMILY_ARMS}

@@ -170,7 +170,7 @@ def _finished(path: str, config: RunConfig) -> Optional[CellResult]:
 _PLACE_SETTINGS = ('output_dir', 'data_dir', 'strict_data')
 
 
-def _same_run(config: RunConfig, settings: Mapping[str, Any]) -> bool:
+def same_run(config: RunConfig, settings: Mapping[str, Any]) -> bool:
   """Whether saved `settings` describe the run `config` describes."""
   if config.changed_settings(settings):
     return False
@@ -206,7 +206,7 @@ class _ReusableCells:
     if self._saved is None:
       self._saved = self._load()  # Once: other experiments are not running.
     for path, saved in self._saved:
-      if _same_run(config, saved.get('settings', {})):
+      if same_run(config, saved.get('settings', {})):
         return path, saved
     return None
 

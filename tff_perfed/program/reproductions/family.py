@@ -98,12 +98,6 @@ class FamilyArm:
   tuning: Tuple[Mapping[str, Any], ...]
 
 
-def _steps(name: str, values: Sequence[float],
-           **fixed: Any) -> Tuple[Dict[str, Any], ...]:
-  """One setting per step size: `{name: value, **fixed}`."""
-  return tuple({name: v, **fixed} for v in values)
-
-
 def _two_by_two(names: Sequence[str], steps: Sequence[float],
                 evaluation_steps: Sequence[float]) -> Tuple[Dict[str, Any], ...]:
   """Step sizes (every name in `names` set alike) times evaluation steps."""
@@ -117,14 +111,12 @@ def _two_by_two(names: Sequence[str], steps: Sequence[float],
 _ROUND_STEPS = 4
 
 
-def _fixed_settings() -> Dict[str, Dict[str, Any]]:
-  """Per arm: the settings that match its round to the others'."""
-  return {
-      'per_fedavg': {'per_fedavg.hessian_mode': HessianMode.FIRST_ORDER},
-      'ditto': {'ditto.personal_steps': _ROUND_STEPS},
-      'fedrep': {'fedrep.head_steps': _ROUND_STEPS - 1,
-                 'fedrep.body_steps': 1},
-  }
+# Per arm: the settings that match its round to the others'.
+_FIXED_SETTINGS = {
+    'per_fedavg': {'per_fedavg.hessian_mode': HessianMode.FIRST_ORDER},
+    'ditto': {'ditto.personal_steps': _ROUND_STEPS},
+    'fedrep': {'fedrep.head_steps': _ROUND_STEPS - 1, 'fedrep.body_steps': 1},
+}
 
 
 _ARMS = (  # (name, label, algorithm, the settings a step size sets)
@@ -143,22 +135,22 @@ _ARMS = (  # (name, label, algorithm, the settings a step size sets)
     ('fedper', 'FedPer', 'fedper', ('fedper.learning_rate',)),
 )
 
+# Settings written into every tuning setting of an arm (they name its cells).
 # pFedMe's inner solve for theta: 5 steps of 0.05 on f + 15/2 ||theta - w||^2
 # contract the proximal term by 1 - 0.05 * 15 = 0.25 a step.
-_PFEDME_FIXED = {'pfedme.personal_learning_rate': 0.05}
+_TUNED_WITH = {'pfedme': {'pfedme.personal_learning_rate': 0.05}}
 
 MNIST_STEPS = (0.02, 0.05, 0.1, 0.2)
 
 
 def _mnist_arms() -> Tuple[FamilyArm, ...]:
-  fixed = _fixed_settings()
   arms = []
   for name, label, algorithm, step_names in _ARMS:
     tuning = tuple(dict({n: s for n in step_names},
-                        **(_PFEDME_FIXED if name == 'pfedme' else {}))
+                        **_TUNED_WITH.get(name, {}))
                    for s in MNIST_STEPS)
-    arms.append(FamilyArm(name, label, algorithm, fixed.get(name, {}),
-                          tuning))
+    arms.append(FamilyArm(name, label, algorithm,
+                          _FIXED_SETTINGS.get(name, {}), tuning))
   return tuple(arms)
 
 
@@ -169,7 +161,6 @@ _SHAKESPEARE_REUSED = {'fedavg_ft': 'fedavg_ft', 'per_fedavg': 'fedper_meta',
 
 
 def _shakespeare_arms() -> Tuple[FamilyArm, ...]:
-  fixed = _fixed_settings()
   arms = []
   for name, label, algorithm, step_names in _ARMS:
     if name in _SHAKESPEARE_REUSED:
@@ -178,9 +169,9 @@ def _shakespeare_arms() -> Tuple[FamilyArm, ...]:
       settings = dict(sweep_arm.settings)
     else:
       tuning = tuple(
-          dict(t, **(_PFEDME_FIXED if name == 'pfedme' else {}))
+          dict(t, **_TUNED_WITH.get(name, {}))
           for t in _two_by_two(step_names, (0.5, 1.5), (0.1, 0.5)))
-      settings = fixed.get(name, {})
+      settings = _FIXED_SETTINGS.get(name, {})
     arms.append(FamilyArm(name, label, algorithm, settings, tuning))
   return tuple(arms)
 
